@@ -1,0 +1,5 @@
+import sys
+
+from memopt_theory.cli import main
+
+sys.exit(main())

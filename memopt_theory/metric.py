@@ -1,0 +1,165 @@
+r"""The preconditioner H_t of a method as an operator: what ``Method.metric(state)`` returns.
+
+The AdaGrad-family theorems (ALGORITHMS.md §0, Lemma L1) project in ‖z‖²_H = zᵀHz, so a domain needs H,
+not the direction. Each class below stores H in the form its method already holds (no d×d matrix is built
+unless asked with ``dense()``), all batched over leading seed axes ``B``; a parameter of shape ``S`` is
+flattened row-major to N = ΠS coordinates (vec(AXB) = (A ⊗ Bᵀ)vec X, §0).
+
+=====================  ===========================================  ============================
+class                  H                                            used by
+=====================  ===========================================  ============================
+``Identity``           I                                            ogd
+``Diagonal(h)``        diag(h), h ≥ 0 of shape B + S                adagrad_diag, sm3, ext. tensoring
+``Dense(H)``           H of shape B + (N, N)                        adagrad_full
+``LowRankPlusScaled``  U diag(s) Uᵀ + c(I − UUᵀ), U: B + (N, k)     s_adagrad, ada_fd
+``Kronecker(Fs)``      F_1 ⊗ … ⊗ F_p, F_i: B + (n_i, n_i)           shampoo, s_shampoo
+=====================  ===========================================  ============================
+
+A method without a metric (GGT, M-FAC, Adam-type, …) returns ``None``: unconstrained runs only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["Metric", "Identity", "Diagonal", "Dense", "LowRankPlusScaled", "Kronecker"]
+
+
+class Metric:
+    """H as an operator on tensors of shape B + S (B the batch axes, S the parameter shape)."""
+
+    shape: tuple[int, ...]  # the parameter shape S
+
+    @property
+    def batch(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def n(self) -> int:
+        return math.prod(self.shape)
+
+    def apply(self, x: Tensor) -> Tensor:
+        """H x for x of shape B + S (or broadcastable to it)."""
+        raise NotImplementedError
+
+    def dense(self) -> Tensor:
+        """H as a B + (N, N) matrix in the row-major vec of S; for small N (tests, projections)."""
+        raise NotImplementedError
+
+    def quad(self, x: Tensor) -> Tensor:
+        """‖x‖²_H = xᵀHx, shape B."""
+        k = len(self.shape)
+        return (x * self.apply(x)).flatten(start_dim=x.ndim - k).sum(-1)
+
+
+@dataclass(frozen=True)
+class Identity(Metric):
+    shape: tuple[int, ...]
+    batch_shape: tuple[int, ...] = ()
+    dtype: torch.dtype = torch.float64
+    device: torch.device | str | None = None
+
+    @property
+    def batch(self) -> tuple[int, ...]:
+        return self.batch_shape
+
+    def apply(self, x: Tensor) -> Tensor:
+        return x
+
+    def dense(self) -> Tensor:
+        eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
+        return eye.expand(*self.batch_shape, self.n, self.n).clone()
+
+
+@dataclass(frozen=True)
+class Diagonal(Metric):
+    h: Tensor  # B + S, the diagonal of H (≥ 0)
+    shape: tuple[int, ...]
+
+    @property
+    def batch(self) -> tuple[int, ...]:
+        return tuple(self.h.shape[: self.h.ndim - len(self.shape)])
+
+    def apply(self, x: Tensor) -> Tensor:
+        return self.h * x
+
+    def dense(self) -> Tensor:
+        return torch.diag_embed(self.h.reshape(*self.batch, self.n))
+
+
+@dataclass(frozen=True)
+class Dense(Metric):
+    H: Tensor  # B + (N, N), symmetric PSD
+    shape: tuple[int, ...]
+
+    @property
+    def batch(self) -> tuple[int, ...]:
+        return tuple(self.H.shape[:-2])
+
+    def apply(self, x: Tensor) -> Tensor:
+        v = x.reshape(*x.shape[: x.ndim - len(self.shape)], self.n, 1)
+        return (self.H @ v).reshape(x.shape)
+
+    def dense(self) -> Tensor:
+        return self.H
+
+
+@dataclass(frozen=True)
+class LowRankPlusScaled(Metric):
+    """H = U diag(s) Uᵀ + c(I − UUᵀ), U with orthonormal columns (zero columns allowed: they drop out)."""
+
+    U: Tensor  # B + (N, k)
+    s: Tensor  # B + (k,)
+    c: Tensor  # B
+    shape: tuple[int, ...]
+
+    @property
+    def batch(self) -> tuple[int, ...]:
+        return tuple(self.U.shape[:-2])
+
+    def apply(self, x: Tensor) -> Tensor:
+        v = x.reshape(*x.shape[: x.ndim - len(self.shape)], self.n)
+        coef = (self.U.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1)  # Uᵀx
+        on = (self.U @ ((self.s - self.c.unsqueeze(-1)) * coef).unsqueeze(-1)).squeeze(-1)
+        return (on + self.c.unsqueeze(-1) * v).reshape(x.shape)
+
+    def dense(self) -> Tensor:
+        U, s, c = self.U, self.s, self.c
+        eye = torch.eye(self.n, dtype=U.dtype, device=U.device)
+        return (U * (s - c.unsqueeze(-1)).unsqueeze(-2)) @ U.transpose(-1, -2) + c[..., None, None] * eye
+
+
+@dataclass(frozen=True)
+class Kronecker(Metric):
+    """H = F_1 ⊗ … ⊗ F_p acting on x of shape B + (n_1, …, n_p): mode-i product with each F_i."""
+
+    factors: tuple[Tensor, ...]  # each B + (n_i, n_i), symmetric
+    shape: tuple[int, ...]
+
+    @property
+    def batch(self) -> tuple[int, ...]:
+        return tuple(self.factors[0].shape[:-2])
+
+    def apply(self, x: Tensor) -> Tensor:
+        p = len(self.shape)
+        nb = x.ndim - p
+        y = x
+        for i, F in enumerate(self.factors):
+            # move mode i last, multiply by F_iᵀ (= F_i, symmetric), move it back
+            y = y.movedim(nb + i, -1)
+            y = y @ F.transpose(-1, -2).reshape(*F.shape[:-2], *([1] * (p - 1)), *F.shape[-2:])
+            y = y.movedim(-1, nb + i)
+        return y
+
+    def dense(self) -> Tensor:
+        out = self.factors[0]
+        for F in self.factors[1:]:
+            b = out.shape[:-2]
+            out = (out[..., :, None, :, None] * F[..., None, :, None, :]).reshape(
+                *b, out.shape[-2] * F.shape[-2], out.shape[-1] * F.shape[-1]
+            )
+        return out
