@@ -1,0 +1,1 @@
+"""online_convex — the OCO simulator: problems, streams, domains, learners, certified regret, sweeps."""
