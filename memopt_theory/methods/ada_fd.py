@@ -1,0 +1,86 @@
+r"""Ada-FD — ``ada_fd`` (Wan, Wei, Zhang, IJCAI 2018; ALGORITHMS.md §B6), in the official testbed's form (B4).
+
+Mirror-descent form: H_t = δI + Ḡ_t^{1/2} with the FD sketch Ḡ_t of g_1..g_t (ℓ−1 directions kept, no escaped
+mass added back), direction H_t^{−1}g_t = U diag(1/(δ + e))Uᵀg + δ^{−1}(g − UUᵀg), e = √ eigenvalues of Ḡ_t.
+This is the testbed's ADA_FD (c_sk, c_α, η_eff) = (1, 0, lr): the learner's η = lr. The testbed returns NaN at
+δ = 0 (0/0 at e_ℓ = 0), so δ > 0 is required. ℓ > N keeps all N directions: full-matrix AdaGrad δ-outside.
+State (testbed layout): min(ℓ, N)(N + 1) + 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from memopt_theory.methods import Method
+from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
+from memopt_theory.methods._sketch_common import (
+    TestbedState,
+    apply_low_rank,
+    testbed_init,
+    testbed_sketch_step,
+)
+from memopt_theory.metric import LowRankPlusScaled
+from memopt_theory.validation import check_int, check_real, numel
+
+State = TestbedState
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Ada-FD: sketch size ``ell`` ℓ ≥ 1 and ``delta`` δ > 0 (the fixed diagonal of H_t = δI + Ḡ_t^{1/2})."""
+
+    ell: int = 8
+    delta: float = 1e-3
+
+    def __post_init__(self) -> None:
+        check_int(self.ell, "ell", where="ada_fd.Config", low=1)
+        check_real(self.delta, "delta", where="ada_fd.Config", low=0.0, low_open=True)
+
+
+def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -> State:
+    shape = check_shape(shape, where="ada_fd.init")
+    batch = check_batch(batch)
+    dtype = resolve_dtype(dtype, where="ada_fd.init")
+    return testbed_init(shape, config.ell, config.delta, batch=batch, dtype=dtype, device=device)
+
+
+def update(
+    grad: Tensor, state: State, config: Config, *, param: Tensor | None = None
+) -> tuple[Tensor, State]:
+    """u_t = (δI + Ḡ_t^{1/2})^{−1}g_t, Ḡ_t after g_t is absorbed (testbed order, B4)."""
+    batch = tuple(state.t.shape)
+    full = batch + tuple(state.shape)
+    g = prepare_grad(grad, full, state.U.dtype, where="ada_fd.update")
+    check_param(param, full, where="ada_fd.update", needed=False)
+    v = g.reshape(*batch, -1)
+    st = testbed_sketch_step(state, v, config.ell, c_alpha=0.0)
+    a = st.alpha
+    u = apply_low_rank(st.U, 1.0 / (a.unsqueeze(-1) + st.e), 1.0 / a, v)
+    return u.reshape(grad.shape).to(grad.dtype), st
+
+
+def memory(shape, config: Config) -> int:
+    n = numel(shape)
+    return min(config.ell, n) * (n + 1) + 2
+
+
+def metric(state: State, config: Config) -> LowRankPlusScaled:
+    """H_t = δI + Ḡ_t^{1/2} = U diag(δ + e)Uᵀ + δ(I − UUᵀ)."""
+    a = state.alpha
+    return LowRankPlusScaled(U=state.U, s=a.unsqueeze(-1) + state.e, c=a, shape=tuple(state.shape))
+
+
+METHODS = (
+    Method(
+        "ada_fd",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="Wan, Wei, Zhang 2018 (Ada-FD); official Sketchy OCO testbed ADA_FD; ALGORITHMS.md §B6, §B4",
+    ),
+)

@@ -1,0 +1,119 @@
+r"""FD-SON and RFD-SON — ``fd_son``, ``rfd_son`` (Luo et al. 2016; Luo et al. 2019; ALGORITHMS.md §B7, §B4).
+
+The unconstrained forms of the official Sketchy OCO testbed, constants (c_sk, c_α, η_eff):
+FD-SON ((lr√t)^{−1/2}, 0, 1), RFD-SON ((lr·t)^{−1/2}, 1/2, 1). Per step (t counted from 1 after t ← t + 1):
+ĝ = c_sk·g; (ρ_t, Ḡ_t) = FD-update(Ḡ_{t−1}, ĝĝᵀ) (rows √η_t·g of the sketched Newton matrix); α ← α + c_α·ρ_t
+(α_0 = δ); direction A_t^{−1}g = U diag((α + s)^{−1})Uᵀg + α^{−1}(g − UUᵀg), any 1/x with x ≤ 0 read as 0.
+The step rule is the method's own (η_eff = 1): ``full_step`` methods with ``lr`` inside; the direction is the
+whole step, plus decoupled decay lr·wd·param. No metric (exponent −1, unconstrained only: no regret check).
+State (testbed layout): min(ℓ, N)(N + 1) + 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from memopt_theory.methods import Method
+from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
+from memopt_theory.methods._sketch_common import (
+    TestbedState,
+    apply_low_rank,
+    pos_pow,
+    testbed_init,
+    testbed_sketch_step,
+)
+from memopt_theory.validation import check_int, check_real, numel
+
+State = TestbedState
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """FD-SON / RFD-SON: ``ell`` ℓ ≥ 1, ``lr`` > 0 (enters through c_sk), ``delta`` α_0 = δ ≥ 0, ``weight_decay`` ≥ 0."""
+
+    ell: int = 8
+    lr: float = 1.0
+    delta: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_int(self.ell, "ell", where="fd_son.Config", low=1)
+        check_real(self.lr, "lr", where="fd_son.Config", low=0.0, low_open=True)
+        check_real(self.delta, "delta", where="fd_son.Config", low=0.0)
+        check_real(self.weight_decay, "weight_decay", where="fd_son.Config", low=0.0)
+
+
+def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -> State:
+    shape = check_shape(shape, where="fd_son.init")
+    batch = check_batch(batch)
+    dtype = resolve_dtype(dtype, where="fd_son.init")
+    return testbed_init(shape, config.ell, config.delta, batch=batch, dtype=dtype, device=device)
+
+
+def _update(grad, state: State, config: Config, param, *, robust: bool) -> tuple[Tensor, State]:
+    where = "rfd_son.update" if robust else "fd_son.update"
+    batch = tuple(state.t.shape)
+    full = batch + tuple(state.shape)
+    g = prepare_grad(grad, full, state.U.dtype, where=where)
+    check_param(param, full, where=where, needed=config.weight_decay > 0)
+    v = g.reshape(*batch, -1)
+    t = state.t + 1
+    # η_t = 1/(lr·√t) (FD-SON) or 1/(lr·t) (RFD-SON): the sketched rows are √η_t·g_t
+    c_sk = (config.lr * t).rsqrt() if robust else (config.lr * t.sqrt()).rsqrt()
+    st = testbed_sketch_step(state, c_sk.unsqueeze(-1) * v, config.ell, c_alpha=0.5 if robust else 0.0)
+    a = st.alpha
+    s = st.e.square()
+    u = apply_low_rank(st.U, pos_pow(a.unsqueeze(-1) + s, -1.0), pos_pow(a, -1.0), v).reshape(grad.shape)
+    if config.weight_decay > 0:
+        u = u + config.lr * config.weight_decay * param.to(u.dtype)
+    return u.to(grad.dtype), st
+
+
+def update_fd_son(
+    grad: Tensor, state: State, config: Config, *, param: Tensor | None = None
+) -> tuple[Tensor, State]:
+    """FD-SON step (B4 constants ((lr√t)^{−1/2}, 0, 1)): the whole step A_t^{−1}g_t (+ lr·wd·param)."""
+    return _update(grad, state, config, param, robust=False)
+
+
+def update_rfd_son(
+    grad: Tensor, state: State, config: Config, *, param: Tensor | None = None
+) -> tuple[Tensor, State]:
+    """RFD-SON step (B4 constants ((lr·t)^{−1/2}, 1/2, 1)): α_t = δ + ρ_{1:t}/2, the whole step A_t^{−1}g_t."""
+    return _update(grad, state, config, param, robust=True)
+
+
+def memory(shape, config: Config) -> int:
+    n = numel(shape)
+    return min(config.ell, n) * (n + 1) + 2
+
+
+def metric(state: State, config: Config) -> None:
+    return None
+
+
+METHODS = (
+    Method(
+        "fd_son",
+        Config,
+        init,
+        update_fd_son,
+        memory,
+        metric,
+        full_step=True,
+        reference="Luo et al. 2016 (FD-SON); official Sketchy OCO testbed FD_SON; ALGORITHMS.md §B7, §B4",
+    ),
+    Method(
+        "rfd_son",
+        Config,
+        init,
+        update_rfd_son,
+        memory,
+        metric,
+        full_step=True,
+        reference="Luo et al. 2019 (RFD-SON, RFD0 at delta=0); official Sketchy OCO testbed RFD_SON; ALGORITHMS.md §B7",
+    ),
+)
