@@ -1,0 +1,205 @@
+r"""A learner = a registered method + a step size η + a domain K: x_{t+1} = Π_K^{H_t}(x_t − η·u_t).
+
+u_t is the method's direction (memopt_theory.methods) after it absorbs g_t, and H_t its metric
+(``method.metric``): the AdaGrad-family theorems (ALGORITHMS.md §0, Lemma L1) need the projection in the
+‖·‖_{H_t} norm, not the Euclidean one, so that is the default (``projection="metric"``). Methods with their
+own step rule (``full_step``: Adam-type) return the whole step and run unconstrained only: x_{t+1} = x_t − u_t.
+
+``eta="theory"`` is the step size the method's regret theorem assumes, resolved per seed from the domain
+and the data by :meth:`Learner.resolve` (the simulator calls it):
+
+============  =====================================  ==================================================
+method        η                                      theorem
+============  =====================================  ==================================================
+ogd (sqrt)    D/G  (so η_t = D/(G√t))                R^lin_T ≤ (3/2)·G·D·√T  (§A1)
+ogd (const)   D/(G√T)                                R^lin_T ≤ G·D·√T
+adagrad_diag  D_∞/√2                                 R^lin_T ≤ √2·D_∞·Σ_i ‖g_{1:T,i}‖_2  (§A2)
+adagrad_full  D/√2                                   R^lin_T ≤ √2·D·tr G_T^{1/2}  (§A3)
+s_adagrad     D/√2                                   Sketchy Cor. 4 (§B3)
+ada_fd        D/√2                                   (no bound is checked, §B6)
+============  =====================================  ==================================================
+
+D = diam K (ℓ2), D_∞ its ℓ∞ diameter, G ≥ max_t ‖g_t‖_2 an a-priori bound from the problem (see
+:func:`gradient_bound`); an unbounded K has no theory step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from memopt_theory import methods
+from online_convex.problems import RoundData
+
+__all__ = ["Learner", "gradient_bound", "THEORY_ETA"]
+
+# method -> which diameter its theory step uses and the factor: η = D/√2, D_∞/√2 (OGD: below)
+THEORY_ETA = {"adagrad_full": "D", "s_adagrad": "D", "ada_fd": "D", "adagrad_diag": "D_inf", "ogd": "D/G"}
+
+
+def _bounded(domain) -> bool:
+    return math.isfinite(float(domain.diameter))
+
+
+def gradient_bound(problem, data: RoundData, domain) -> Tensor:
+    r"""G ≥ max_t sup_{x∈K} ‖∇f_t(x)‖_2 per seed (shape B), known before the run (OGD's step needs it).
+
+    linear: ‖a_t‖ exactly (the gradient is a_t). logistic, hinge: |φ'| ≤ 1, so ‖a_t‖. least squares:
+    |p − y| ≤ ‖a_t‖·r + |y_t| with r = max_{x∈K} ‖x‖ ≤ ‖Π_K(0)‖ + diam K (triangle inequality).
+    """
+    k = len(data.shape)
+    norm_a = data.a.flatten(start_dim=data.a.ndim - k).norm(dim=-1)  # (T, *B)
+    if problem.name in ("linear", "logistic", "hinge"):
+        return norm_a.amax(dim=0)
+    if problem.name == "least_squares":
+        if not _bounded(domain):
+            raise ValueError(
+                f"gradient_bound: least squares on the unbounded domain {domain.name!r} has no finite G"
+            )
+        x0 = domain.project(torch.zeros(data.a.shape[1:], dtype=data.a.dtype, device=data.a.device))
+        r = x0.flatten(start_dim=x0.ndim - k).norm(dim=-1) + float(domain.diameter)
+        return (norm_a * (norm_a * r + data.y.abs())).amax(dim=0)
+    raise ValueError(f"gradient_bound: no a-priori gradient bound for problem {problem.name!r}")
+
+
+@dataclass(frozen=True)
+class Learner:
+    """Method + step size + domain.
+
+    Attributes
+    ----------
+    method : str                 a registered method name (memopt_theory.methods)
+    config : Config or None      the method's Config (None: its defaults)
+    eta : float > 0, "theory", or a Tensor of shape B (per seed; what :meth:`resolve` produces)
+    domain : Domain              K (online_convex.domains); its shape is the parameter shape S
+    projection : "metric" (Π_K^{H_t}, the theorems' projection) or "euclidean" (Π_K)
+    """
+
+    method: str
+    config: Any = None
+    eta: Any = "theory"
+    domain: Any = None
+    projection: str = "metric"
+
+    def __post_init__(self) -> None:
+        m = methods.get(self.method)
+        if self.config is None:
+            object.__setattr__(self, "config", m.Config())
+        elif not isinstance(self.config, m.Config):
+            raise TypeError(
+                f"Learner: config must be a {self.method}.Config; got {type(self.config).__name__}"
+            )
+        if self.domain is None or not hasattr(self.domain, "project"):
+            raise TypeError(f"Learner: domain must be an online_convex.domains Domain; got {self.domain!r}")
+        if self.projection not in ("metric", "euclidean"):
+            raise ValueError(f"Learner: projection must be 'metric' or 'euclidean'; got {self.projection!r}")
+        if m.full_step:
+            if _bounded(self.domain):
+                raise ValueError(
+                    f"Learner: {self.method} has its own step rule (full_step) and runs unconstrained only; "
+                    f"got the bounded domain {self.domain.name!r}"
+                )
+            return
+        if isinstance(self.eta, str):
+            if self.eta != "theory":
+                raise ValueError(
+                    f"Learner: eta must be a positive number, a per-seed tensor or 'theory'; got {self.eta!r}"
+                )
+            if self.method not in THEORY_ETA:
+                raise ValueError(
+                    f"Learner: eta='theory' is defined for {', '.join(sorted(THEORY_ETA))}; got method {self.method!r}"
+                )
+            if not _bounded(self.domain):
+                raise ValueError(
+                    f"Learner: eta='theory' needs a bounded domain (η depends on diam K); got {self.domain.name!r}"
+                )
+        elif isinstance(self.eta, Tensor):
+            if not bool((self.eta > 0).all()) or not bool(torch.isfinite(self.eta).all()):
+                raise ValueError("Learner: eta (per-seed tensor) must be finite and > 0")
+        elif (
+            isinstance(self.eta, bool)
+            or not isinstance(self.eta, (int, float))
+            or not (0 < self.eta < math.inf)
+        ):
+            raise ValueError(
+                f"Learner: eta must be a finite number > 0, a per-seed tensor or 'theory'; got {self.eta!r}"
+            )
+
+    @property
+    def spec(self):
+        return methods.get(self.method)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.domain.shape)
+
+    # --------------------------------------------------------------------------------------------------
+    def resolve(self, problem, data: RoundData) -> Learner:
+        """This learner with η a per-seed tensor (shape B): "theory" is computed from K and the data."""
+        if self.spec.full_step:
+            return self
+        B, dt, dev = data.batch, data.a.dtype, data.a.device
+        if isinstance(self.eta, Tensor):
+            if tuple(self.eta.shape) != B:
+                raise ValueError(f"Learner: eta has shape {tuple(self.eta.shape)}; the data have seeds {B}")
+            return self
+        if self.eta != "theory":
+            return replace(self, eta=torch.full(B, float(self.eta), dtype=dt, device=dev))
+        kind = THEORY_ETA[self.method]
+        if kind == "D":
+            eta = torch.full(B, float(self.domain.diameter) / math.sqrt(2), dtype=dt, device=dev)
+        elif kind == "D_inf":
+            eta = torch.full(B, float(self.domain.diameter_inf) / math.sqrt(2), dtype=dt, device=dev)
+        else:  # OGD: η_t = D/(G√t) for "sqrt" (the direction already carries 1/√t), D/(G√T) for "constant"
+            G = gradient_bound(problem, data, self.domain).to(dt)
+            scale = 1.0 if self.config.schedule == "sqrt" else 1.0 / math.sqrt(data.T)
+            eta = float(self.domain.diameter) * scale / G.clamp_min(torch.finfo(dt).tiny)
+        return replace(self, eta=eta)
+
+    def initial_point(self, batch: tuple[int, ...], dtype=torch.float64, device=None) -> Tensor:
+        """x_1 = Π_K(0) (ALGORITHMS.md §B3 step 0)."""
+        return self.domain.project(torch.zeros(tuple(batch) + self.shape, dtype=dtype, device=device))
+
+    def init(self, shape, batch, dtype=torch.float64, device=None):
+        """The method's state for ``batch`` seeds; ``shape`` must be the domain's (the stream's S)."""
+        shape = tuple(shape)
+        if shape != self.shape:
+            raise ValueError(
+                f"Learner: dimension mismatch: the stream's parameter shape is {shape}, the learner's domain "
+                f"{self.domain.name!r} has shape {self.shape}"
+            )
+        state = self.spec.init(shape, self.config, batch=tuple(batch), dtype=dtype, device=device)
+        if (
+            self.projection == "metric"
+            and _bounded(self.domain)
+            and self.spec.metric(state, self.config) is None
+        ):
+            raise ValueError(
+                f"Learner: {self.method} has no metric H_t, so it cannot be projected in ‖·‖_H onto "
+                f"{self.domain.name!r}; use an unconstrained domain or projection='euclidean'"
+            )
+        return state
+
+    def step(self, g: Tensor, x: Tensor, state) -> tuple[Tensor, Any]:
+        """(x_{t+1}, state_t) from g_t at x_t: Π_K^{H_t}(x_t − η·u_t), u_t, H_t after g_t is absorbed."""
+        m = self.spec
+        u, state = m.update(g, state, self.config, param=x)
+        if m.full_step:
+            return x - u, state
+        if isinstance(self.eta, Tensor):
+            eta = self.eta.reshape(*self.eta.shape, *([1] * len(self.shape)))
+        elif isinstance(self.eta, str):
+            raise ValueError(
+                "Learner.step: eta='theory' must be resolved first (Learner.resolve(problem, data))"
+            )
+        else:
+            eta = self.eta
+        y = x - eta * u
+        if not _bounded(self.domain) and self.domain.name == "unconstrained":
+            return y, state
+        H = m.metric(state, self.config) if self.projection == "metric" else None
+        return self.domain.project(y, H), state
