@@ -81,7 +81,9 @@ def _spectrum(lam, where: str, *, total: float | None = None) -> tuple[np.ndarra
             f"got min {float(a.min())!r}"
         )
     lam64 = np.sort(np.clip(a.astype(np.float64), 0.0, None))[::-1]
-    head = float(lam64.sum())
+    # the total as the last cumulative sum, the same summation as every head Σ_{i≤k} λ_i below, so that a
+    # rank-r spectrum has top-r mass exactly 1 (pairwise np.sum would differ in the last ulp)
+    head = float(np.cumsum(lam64)[-1])
     if total is None:
         s = head
     else:
@@ -122,7 +124,7 @@ def top_k_mass(lam, k: int, *, total: float | None = None) -> float:
     """
     lam, s = _spectrum(lam, "top_k_mass", total=total)
     k = _check_k(k, lam.size, "top_k_mass")
-    return min(1.0, float(lam[:k].sum()) / s)
+    return 0.0 if k == 0 else min(1.0, float(np.cumsum(lam)[k - 1]) / s)
 
 
 def k_for_mass(lam, frac: float, *, total: float | None = None) -> int | None:
@@ -134,8 +136,7 @@ def k_for_mass(lam, frac: float, *, total: float | None = None) -> int | None:
         raise ValueError(f"k_for_mass: frac must be a real in (0, 1]; got {frac!r}")
     lam, s = _spectrum(lam, "k_for_mass", total=total)
     cum = np.cumsum(lam)
-    # frac = 1 must give the rank exactly: compare with the same cumulative sum that defines the total
-    target = frac * (cum[-1] if total is None else s)
+    target = frac * s
     k = int(np.searchsorted(cum, target, side="left")) + 1
     return k if k <= lam.size else None
 
