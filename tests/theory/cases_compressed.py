@@ -1,0 +1,31 @@
+"""Battery cases for the compressed family (ALGORITHMS.md §D): ggt, mfac, ef_mfac, ef_ggt, smmf, ldadam."""
+
+from memopt_theory import methods
+from tests.theory.cases import Case
+
+_ggt, _mfac = methods.get("ggt").Config, methods.get("mfac").Config
+_efm, _efg = methods.get("ef_mfac").Config, methods.get("ef_ggt").Config
+
+CASES = {
+    "ggt": Case(
+        _ggt(window=3, beta1=0.5, beta2=0.9, eps=1e-2),
+        shapes=((1,), (5,), (3, 4)),
+        extra_configs=(_ggt(window=2, beta1=0.0, beta2=1.0),),
+    ),
+    # λ = 0.5 keeps F̂ well conditioned so that float32 tracks float64 (the default 1e-5 amplifies round-off 1e5×)
+    "mfac": Case(
+        _mfac(window=3, damp=0.5, momentum=0.5, weight_decay=0.1),
+        shapes=((1,), (5,), (3, 4)),
+        extra_configs=(_mfac(window=4, damp=1.0),),
+    ),
+    "ef_mfac": Case(
+        _efm(window=3, damp=0.5, density=0.5, momentum=0.5, lr=0.1, weight_decay=0.1, wd_mode="both"),
+        shapes=((1,), (5,), (3, 4), (10, 10)),
+        extra_configs=(_efm(window=4, damp=1.0, density=0.01), _efm(window=2, density=1.0, wd_mode="reg")),
+    ),
+    "ef_ggt": Case(
+        _efg(window=3, density=0.5, eps=1e-2),
+        shapes=((1,), (5,), (3, 4), (10, 10)),
+        extra_configs=(_efg(window=2, density=0.01),),
+    ),
+}
