@@ -47,3 +47,10 @@ CASES = {
         extra_configs=(_cfg("came", lr=1e-3),),
     ),
 }
+
+CASES["s_shampoo"] = Case(
+    _cfg("s_shampoo", ell=3, eps=1e-3),
+    shapes=_SHAPES,
+    shape=(3, 4),
+    extra_configs=(_cfg("s_shampoo", ell=1), _cfg("s_shampoo", ell=5), _cfg("s_shampoo", ell=2, beta2=0.9)),
+)

@@ -1,0 +1,139 @@
+r"""Sketchy Shampoo — ``s_shampoo`` (ALGORITHMS.md §B5; Feinberg et al., NeurIPS 2023, arXiv 2302.03764,
+Algorithm 3).
+
+Shampoo (§C1) with every Kronecker factor replaced by an FD sketch plus its escaped mass. For a parameter of
+order p (shape (n_1, …, n_p); a matrix: L for mode 1, R for mode 2), per mode i:
+
+    (ρ^i_t, H̄^i_t) = FD-update(β2·H̄^i_{t−1}, mat_i(G_t) mat_i(G_t)ᵀ)       (memopt_theory.sketches.fd_update)
+    H̃^i_t = H̄^i_t + (ε + ρ^i_{1:t}) I_{n_i}
+    u_t = G_t ×_1 (H̃^1_t)^{−1/(2p)} ×_2 … ×_p (H̃^p_t)^{−1/(2p)},       H_t = ⊗_i (H̃^i_t)^{1/(2p)}.
+
+ε is kept every step (ALGORITHMS.md: "memopt keeps ε every step", which makes Theorem 5 hold verbatim);
+ε = 0 is allowed, negative powers then being pseudo-inverses (§0 cutoff). With H̄ = U diag(s) Uᵀ and
+c = ε + ρ, (H̃)^{−e} = U diag((s + c)^{−e} − c^{−e}) Uᵀ + c^{−e} I is applied in O(n k) per column, never as an
+n×n matrix (only ``metric`` builds the dense factors). Oracle: ℓ ≥ n_i for every mode ⇒ H̃^i_t equals
+Shampoo's H^i_t (ℓ > n: exact sketch; ℓ = n: Ḡ + ρI = G exactly, §B2) ⇒ identical to ``shampoo``.
+State: one FD sketch per mode, Σ_i (min(ℓ−1, n_i)(n_i + 1) + 1) scalars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from memopt_theory.linalg import default_rtol
+from memopt_theory.memory import Static
+from memopt_theory.methods import Method
+from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
+from memopt_theory.metric import Kronecker
+from memopt_theory.sketches import FDState, fd_init, fd_update
+from memopt_theory.tensoring import mode_product, unfold
+from memopt_theory.validation import check_int, check_real
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """S-Shampoo: ``ell`` ℓ ≥ 1 (paper sketch size; min(ℓ−1, n_i) directions kept per mode), ``eps`` ε ≥ 0,
+    ``beta2`` β2 ∈ (0, 1] (1: sums, Theorem 5; < 1: EW-FD per factor, no guarantee)."""
+
+    ell: int
+    eps: float = 0.0
+    beta2: float = 1.0
+
+    def __post_init__(self) -> None:
+        w = "s_shampoo.Config"
+        check_int(self.ell, "ell", where=w, low=1)
+        check_real(self.eps, "eps", where=w, low=0.0)
+        check_real(self.beta2, "beta2", where=w, low=0.0, high=1.0, low_open=True)
+
+
+class State(NamedTuple):
+    sketches: tuple[FDState, ...]  # one per mode: U (n_i, k_i), s (k_i,), rho ()
+    shape: Static
+
+
+def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -> State:
+    shape = check_shape(shape, where="s_shampoo.init", min_ndim=1)
+    batch = check_batch(batch)
+    dtype = resolve_dtype(dtype, where="s_shampoo.init")
+    sk = tuple(fd_init(n, config.ell, batch=batch, dtype=dtype, device=device) for n in shape)
+    return State(sketches=sk, shape=Static(shape))
+
+
+def _powers(sk: FDState, eps: float, power: float) -> tuple[Tensor, Tensor]:
+    """(a, f_c) with (H̃)^{power} = U diag(a) Uᵀ + f_c I, H̃ = U diag(s) Uᵀ + cI, c = ε + ρ_{1:t}; for power < 0
+    eigenvalues ≤ τ·λ_max(H̃) (τ = n·ε_mach of the state dtype) count as 0 (pseudo-inverse, §0)."""
+    s = sk.s.to(torch.float64).clamp_min(0)
+    c = (sk.rho.to(torch.float64) + eps).unsqueeze(-1)  # B + (1,)
+    on, off = s + c, c
+    if power >= 0:
+        f_on, f_off = on.pow(power), off.pow(power)
+    else:
+        tau = default_rtol(sk.U.shape[-2], sk.U.dtype)
+        top = torch.maximum(on.amax(dim=-1, keepdim=True) if on.shape[-1] else off, off)
+        keep_on, keep_off = on > tau * top, off > tau * top
+        f_on = torch.where(keep_on, torch.where(keep_on, on, 1.0).pow(power), 0.0)
+        f_off = torch.where(keep_off, torch.where(keep_off, off, 1.0).pow(power), 0.0)
+    return f_on - f_off, f_off.squeeze(-1)
+
+
+def _apply_mode(X: Tensor, sk: FDState, a: Tensor, f_c: Tensor, i: int, p: int) -> Tensor:
+    """X ×_i (U diag(a) Uᵀ + f_c I) without forming the n_i×n_i matrix."""
+    U = sk.U.to(torch.float64)
+    Y = mode_product(X, U.transpose(-1, -2), i, p)  # mode i: n_i → k_i
+    Y = Y * a.reshape(*a.shape[:-1], *([1] * i), a.shape[-1], *([1] * (p - 1 - i)))
+    Y = mode_product(Y, U, i, p)
+    return Y + f_c.reshape(*f_c.shape, *([1] * p)) * X
+
+
+def update(
+    grad: Tensor, state: State, config: Config, *, param: Tensor | None = None
+) -> tuple[Tensor, State]:
+    """u_t = G_t ×_i (H̃^i_t)^{−1/(2p)} with the sketches after G_t is absorbed (Algorithm 3)."""
+    shape = tuple(state.shape)
+    p = len(shape)
+    U0 = state.sketches[0].U
+    full = tuple(U0.shape[:-2]) + shape
+    g = prepare_grad(grad, full, U0.dtype, where="s_shampoo.update")
+    check_param(param, full, where="s_shampoo.update", needed=False)
+    sk = tuple(
+        fd_update(s, unfold(g, i, p), config.ell, beta=config.beta2)[0] for i, s in enumerate(state.sketches)
+    )
+    u = g.to(torch.float64)
+    for i, s in enumerate(sk):
+        a, f_c = _powers(s, config.eps, -1.0 / (2 * p))
+        u = _apply_mode(u, s, a, f_c, i, p)
+    return u.to(grad.dtype), State(sketches=sk, shape=state.shape)
+
+
+def memory(shape, config: Config) -> int:
+    shape = check_shape(shape, where="s_shampoo.memory", min_ndim=1)
+    return sum(min(config.ell - 1, n) * (n + 1) + 1 for n in shape)
+
+
+def factors(state: State, config: Config, power: float) -> tuple[Tensor, ...]:
+    """Dense (H̃^i_t)^{power}, each batch + (n_i, n_i) in float64 (metric, tests, bound checks)."""
+    out = []
+    for sk in state.sketches:
+        a, f_c = _powers(sk, config.eps, power)
+        U = sk.U.to(torch.float64)
+        n = U.shape[-2]
+        eye = torch.eye(n, dtype=torch.float64, device=U.device)
+        out.append((U * a.unsqueeze(-2)) @ U.transpose(-1, -2) + f_c[..., None, None] * eye)
+    return tuple(out)
+
+
+def metric(state: State, config: Config) -> Kronecker:
+    """H_t = ⊗_i (H̃^i_t)^{1/(2p)}."""
+    p = len(state.shape)
+    dtype = state.sketches[0].U.dtype
+    F = factors(state, config, 1.0 / (2 * p))
+    return Kronecker(factors=tuple(f.to(dtype) for f in F), shape=tuple(state.shape))
+
+
+METHODS = (
+    Method("s_shampoo", Config, init, update, memory, metric, reference="ALGORITHMS.md §B5; Sketchy Alg. 3"),
+)
