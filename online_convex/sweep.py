@@ -1,0 +1,364 @@
+r"""Sweeps: one run = one :class:`RunSpec`; :func:`run_one` runs it; :func:`sweep` maps it over an executor.
+
+A :class:`RunSpec` names everything a run depends on — method and its Config, stream (+ parameters), loss,
+domain (+ parameters), horizon T, number of seeds, the seed entropy, the step size η and the checkpoints —
+so that its content hash is a sound key for the result store (:mod:`online_convex.results`): two specs with
+the same hash give the same numbers. The hash covers ``SPEC_VERSION``; bump it whenever the meaning of a
+field or what :func:`run_one` computes from it changes, and old result directories are refused, not mixed in.
+
+:func:`sweep` takes any :class:`concurrent.futures.Executor`: by default a local process pool whose workers
+run torch and BLAS on one thread each; on a cluster a Dask client (``distributed.Client(address)``, or its
+``get_executor()``). :func:`run_one` does not know which engine runs it, and every seed's data come from
+``numpy.random.SeedSequence(entropy).spawn(seeds)`` inside the stream, so the numbers are the same whatever
+the executor and the number of workers (tests/oco/test_sweep.py).
+
+Torch is imported lazily so that pool workers can pin their thread counts before it loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SPEC_VERSION", "RunSpec", "checkpoint_grid", "run_one", "sweep", "SweepReport", "local_executor"]
+
+SPEC_VERSION = 1  # bump when a field's meaning or run_one's computation changes (old result dirs are refused)
+
+_SCALARS = (bool, int, float, str, type(None))
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _freeze(value: Any, *, where: str) -> Any:
+    """A JSON-able value in hashable form: lists become tuples; mappings become sorted (key, value) tuples."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: values must be finite; got {value!r}")
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v, where=where) for v in value)
+    raise TypeError(
+        f"{where}: values must be bool, int, float, str, None or lists of them; got {value!r} ({type(value).__name__})"
+    )
+
+
+def _freeze_params(params: Any, *, where: str) -> tuple[tuple[str, Any], ...]:
+    if params is None:
+        return ()
+    if isinstance(params, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in params):
+        params = dict(params)
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"{where} must be a mapping of name -> value; got {params!r} ({type(params).__name__})"
+        )
+    for k in params:
+        if not isinstance(k, str):
+            raise TypeError(f"{where}: keys must be str; got {k!r}")
+    return tuple(sorted((k, _freeze(v, where=f"{where}[{k!r}]")) for k, v in params.items()))
+
+
+def _thaw(value: Any) -> Any:
+    return [_thaw(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _as_config_value(value: Any) -> Any:
+    """Config fields that are tuples (mode sizes, betas) get tuples back from JSON lists."""
+    return tuple(_as_config_value(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """One OCO run over ``seeds`` independent seeds: everything its numbers depend on.
+
+    Parameters
+    ----------
+    method : str            registered method name (``memopt_theory.methods.names()``)
+    config : mapping        keyword arguments of the method's Config; stored with every default filled in,
+                            so ``{}`` and the explicit defaults are the same spec (same hash)
+    stream : str            ``online_convex.streams.make_stream`` name
+    stream_params : mapping extra keyword arguments of ``make_stream`` (e.g. ``alpha`` of a power law)
+    shape : tuple of int or None   parameter shape S, (d,) or (m, n); None for a real data set: its
+                            features + 1 (a bias column)
+    problem : str or None   loss family, passed to the stream (which draws labels for it); None = the
+                            stream's default loss
+    domain : str            ``online_convex.domains.make_domain`` name; ``domain_params`` its keyword arguments
+    T : int                 rounds, ≥ 1
+    seeds : int             independent runs (the batch axis), ≥ 1
+    entropy : int           root of ``numpy.random.SeedSequence(entropy).spawn(seeds)``, ≥ 0
+    eta : float or "theory" step size η > 0, or the theorem's step size
+    checkpoints : int       number of points of the geometric checkpoint grid (:func:`checkpoint_grid`)
+    """
+
+    method: str
+    config: Any = ()
+    stream: str
+    stream_params: Any = ()
+    shape: tuple[int, ...] | None = None
+    problem: str | None = None
+    domain: str = "unconstrained"
+    domain_params: Any = ()
+    T: int
+    seeds: int = 1
+    entropy: int = 0
+    eta: float | str = "theory"
+    checkpoints: int = 20
+
+    def __post_init__(self) -> None:
+        from memopt_theory import methods
+        from memopt_theory.validation import check_int, check_real, check_shape
+
+        w = "RunSpec"
+        for name in ("method", "stream", "domain"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{w}: {name} must be a str; got {getattr(self, name)!r}")
+        if self.problem is not None and not isinstance(self.problem, str):
+            raise TypeError(f"{w}: problem must be a str or None; got {self.problem!r}")
+        m = methods.get(self.method)  # unknown name: ValueError listing the registered ones
+        cfg = dict(_freeze_params(self.config, where=f"{w}: config"))
+        try:
+            config = m.Config(**{k: _as_config_value(v) for k, v in cfg.items()})
+        except TypeError as e:  # unknown field names surface as TypeError from the dataclass __init__
+            fields = ", ".join(f.name for f in dataclasses.fields(m.Config))
+            raise ValueError(
+                f"{w}: config {cfg!r} is not valid for method {self.method!r} ({e}); fields: {fields}"
+            ) from None
+        full = _freeze_params(dataclasses.asdict(config), where=f"{w}: config of {self.method!r}")
+        object.__setattr__(self, "config", full)
+        object.__setattr__(
+            self, "stream_params", _freeze_params(self.stream_params, where=f"{w}: stream_params")
+        )
+        object.__setattr__(
+            self, "domain_params", _freeze_params(self.domain_params, where=f"{w}: domain_params")
+        )
+        if "problem" in dict(self.stream_params):
+            raise ValueError(
+                f"{w}: stream_params may not hold 'problem'; set RunSpec.problem instead (one place, one hash)"
+            )
+        if isinstance(self.shape, list):
+            object.__setattr__(self, "shape", tuple(self.shape))
+        if self.shape is not None:
+            check_shape(self.shape, where=f"{w}: shape", min_ndim=1)
+        check_int(self.T, "T", where=w, low=1)
+        check_int(self.seeds, "seeds", where=w, low=1)
+        check_int(self.entropy, "entropy", where=w, low=0)
+        check_int(self.checkpoints, "checkpoints", where=w, low=1)
+        if self.eta != "theory":
+            if isinstance(self.eta, str):
+                raise ValueError(f"{w}: eta must be a real > 0 or 'theory'; got {self.eta!r}")
+            check_real(self.eta, "eta", where=w, low=0.0, low_open=True)
+        _check_names(self)
+
+    # --- views -------------------------------------------------------------------------------------
+    def method_config(self) -> Any:
+        """The method's validated Config object."""
+        from memopt_theory import methods
+
+        return methods.get(self.method).Config(**{k: _as_config_value(v) for k, v in self.config})
+
+    @property
+    def label(self) -> str:
+        """``method(field=value, …)`` with the fields that differ from the Config defaults."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self.method_config().__class__)}
+        diff = [f"{k}={_thaw(v)!r}" for k, v in self.config if defaults.get(k, dataclasses.MISSING) != v]
+        return f"{self.method}({', '.join(diff)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (lists for tuples); ``RunSpec.from_dict`` inverts it."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("config", "stream_params", "domain_params"):
+                v = {k: _thaw(x) for k, x in v}
+            out[f.name] = _thaw(v)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunSpec:
+        if not isinstance(d, Mapping):
+            raise TypeError(f"RunSpec.from_dict: expected a mapping; got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(
+                f"RunSpec.from_dict: unknown fields {unknown}; allowed: {', '.join(sorted(names))}"
+            )
+        return cls(**d)
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys, no spaces): the text the hash is taken of."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        return cls.from_dict(json.loads(text))
+
+    @property
+    def key(self) -> str:
+        """Stable content hash: sha256 of SPEC_VERSION and the canonical JSON, 20 hex digits (80 bits)."""
+        return spec_key(self.to_dict())
+
+
+def spec_key(spec_dict: Mapping[str, Any], version: int = SPEC_VERSION) -> str:
+    text = json.dumps({"spec_version": version, "spec": spec_dict}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _check_names(spec: RunSpec) -> None:
+    """Problem, domain and stream names are checked at construction, not when a worker reaches the run."""
+    from online_convex import domains, problems, streams
+
+    if spec.stream not in streams.stream_names():
+        raise ValueError(
+            f"RunSpec: unknown stream {spec.stream!r}; known: {', '.join(streams.stream_names())}"
+        )
+    if spec.problem is not None:
+        problems.get_problem(spec.problem)
+    # a real data set's shape is known only once it is loaded: check name and parameters on a stand-in shape
+    stand_in = (1, 1) if spec.domain == "nuclear_ball" else (1,)
+    domains.make_domain(spec.domain, spec.shape or stand_in, **dict(spec.domain_params))
+
+
+def checkpoint_grid(T: int, n: int) -> list[int]:
+    """``n`` (or fewer after rounding) round counts t ∈ [1, T] spaced evenly on a log axis, T always included."""
+    import numpy as np
+
+    return sorted({int(t) for t in np.geomspace(1, T, n).round()} | {T}) if n > 1 else [T]
+
+
+def run_one(spec: RunSpec) -> Any:
+    """Run one spec through the OCO simulator and return its ``online_convex.simulate.RegretTrace``.
+
+    Top-level and pure (no global state read or written), so it pickles to any executor's workers.
+    """
+    import numpy as np
+
+    from online_convex import domains, learners, problems, simulate, streams
+
+    params = dict(spec.stream_params)
+    if spec.problem is not None:
+        params["problem"] = spec.problem  # the stream draws its labels for this loss
+    data, problem_name = streams.make_stream(
+        spec.stream, shape=spec.shape, T=spec.T, seeds=spec.seeds, entropy=spec.entropy, **params
+    )
+    problem = problems.get_problem(problem_name)
+    shape = tuple(data.a.shape[2:])  # a: (T, seeds, *S)
+    domain = domains.make_domain(spec.domain, shape, **dict(spec.domain_params))
+    learner = learners.Learner(method=spec.method, config=spec.method_config(), eta=spec.eta, domain=domain)
+    ckpt = np.asarray(checkpoint_grid(spec.T, spec.checkpoints))
+    return simulate.run(learner, problem, data, checkpoints=ckpt)
+
+
+# --- executors ---------------------------------------------------------------------------------------
+
+
+def _one_thread() -> None:
+    """Pool-worker initializer: one BLAS/OpenMP/torch thread per worker (workers × threads ≤ cores)."""
+    for var in _THREAD_VARS:
+        os.environ[var] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def local_executor(workers: int | None = None) -> ProcessPoolExecutor:
+    """A process pool of ``workers`` (default: CPU count) single-threaded workers, started by ``spawn``.
+
+    ``spawn`` rather than ``fork``: forking a process that already runs torch's thread pools can deadlock.
+    """
+    from memopt_theory.validation import check_int
+
+    if workers is not None:
+        check_int(workers, "workers", where="local_executor", low=1)
+    ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(
+        max_workers=workers or os.cpu_count() or 1, mp_context=ctx, initializer=_one_thread
+    )
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What :func:`sweep` did: ``keys`` of every distinct spec in order; how many it ran and skipped."""
+
+    keys: tuple[str, ...]
+    ran: int
+    skipped: int
+    results_dir: Path
+
+
+def sweep(
+    specs: Iterable[RunSpec],
+    executor: Executor | Any | None = None,
+    *,
+    results_dir: str | os.PathLike,
+    progress: bool = True,
+    workers: int | None = None,
+) -> SweepReport:
+    """Run every spec not yet in ``results_dir`` on ``executor`` and store each result as it arrives.
+
+    Parameters
+    ----------
+    specs : iterable of RunSpec     duplicates (same key) run once
+    executor : concurrent.futures.Executor, a ``distributed.Client``, or None
+        None: a :func:`local_executor` of ``workers`` processes, shut down on return. A Dask client is used
+        through ``client.get_executor()`` (a standard Executor). A given executor is not shut down.
+    results_dir : path              the result store (:class:`online_convex.results.ResultStore`); results are
+        written by this process as they complete, so a killed sweep keeps every finished run and a restart
+        runs only the rest
+    progress : bool                 a tqdm bar over the runs still to do
+
+    Raises
+    ------
+    RuntimeError naming the spec when a run fails (finished runs stay stored; pending ones are cancelled).
+    """
+    from tqdm import tqdm
+
+    from online_convex.results import ResultStore
+
+    specs = list(specs)
+    for i, s in enumerate(specs):
+        if not isinstance(s, RunSpec):
+            raise TypeError(f"sweep: specs[{i}] must be a RunSpec; got {type(s).__name__}")
+    unique = list({s.key: s for s in specs}.values())
+    store = ResultStore(results_dir)
+    todo = [s for s in unique if not store.has(s)]
+    own = executor is None
+    if own:
+        executor = local_executor(workers)
+    elif hasattr(executor, "get_executor") and not isinstance(executor, Executor):
+        executor = executor.get_executor()  # distributed.Client -> its concurrent.futures front
+    if not isinstance(executor, Executor):
+        raise TypeError(
+            f"sweep: executor must be a concurrent.futures.Executor or a distributed.Client; got {executor!r}"
+        )
+    try:
+        futures: dict[Future, RunSpec] = {executor.submit(run_one, s): s for s in todo}
+        with tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress) as bar:
+            for fut in as_completed(futures):
+                spec = futures[fut]
+                try:
+                    trace = fut.result()
+                except Exception as e:
+                    for f in futures:
+                        f.cancel()
+                    raise RuntimeError(
+                        f"sweep: run {spec.key} ({spec.label} on {spec.stream}) failed: {e!r}"
+                    ) from e
+                store.write(spec, trace)
+                bar.update(1)
+    finally:
+        if own:
+            executor.shutdown(wait=True, cancel_futures=True)
+    return SweepReport(
+        keys=tuple(s.key for s in unique),
+        ran=len(todo),
+        skipped=len(unique) - len(todo),
+        results_dir=store.root,
+    )
