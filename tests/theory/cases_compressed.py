@@ -5,6 +5,7 @@ from tests.theory.cases import Case
 
 _ggt, _mfac = methods.get("ggt").Config, methods.get("mfac").Config
 _efm, _efg = methods.get("ef_mfac").Config, methods.get("ef_ggt").Config
+_smmf, _lda = methods.get("smmf").Config, methods.get("ldadam").Config
 
 CASES = {
     "ggt": Case(
@@ -27,5 +28,22 @@ CASES = {
         _efg(window=3, density=0.5, eps=1e-2),
         shapes=((1,), (5,), (3, 4), (10, 10)),
         extra_configs=(_efg(window=2, density=0.01),),
+    ),
+    "smmf": Case(
+        _smmf(lr=0.1, weight_decay=0.01),
+        shape=(3, 4),
+        shapes=((1,), (5,), (7,), (3, 4), (2, 3, 4), (1, 6)),
+        extra_configs=(
+            _smmf(beta1=None),
+            _smmf(vector_reshape=False),
+            _smmf(beta1=None, vector_reshape=False),
+        ),
+    ),
+    # a 4×6 matrix at rank 2 exercises the moving basis; (5,) and (2, 3, 4) the AdamW path
+    "ldadam": Case(
+        _lda(lr=0.1, weight_decay=0.01, rank=2),
+        shape=(4, 6),
+        shapes=((5,), (4, 6), (6, 4), (2, 3, 4)),
+        extra_configs=(_lda(rank=1, error_feedback=False), _lda(rank=2, projection="svd")),
     ),
 }
