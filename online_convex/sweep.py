@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SPEC_VERSION", "RunSpec", "checkpoint_grid", "run_one", "sweep", "SweepReport", "local_executor"]
+__all__ = ["SPEC_VERSION", "RunSpec", "run_one", "sweep", "SweepReport", "local_executor"]
 
 SPEC_VERSION = 1  # bump when a field's meaning or run_one's computation changes (old result dirs are refused)
 
@@ -94,7 +94,8 @@ class RunSpec:
     seeds : int             independent runs (the batch axis), ≥ 1
     entropy : int           root of ``numpy.random.SeedSequence(entropy).spawn(seeds)``, ≥ 0
     eta : float or "theory" step size η > 0, or the theorem's step size
-    checkpoints : int       number of points of the geometric checkpoint grid (:func:`checkpoint_grid`)
+    checkpoints : int       about this many checkpoints, geometric in [1, T] with T included
+                            (``online_convex.simulate.geometric_checkpoints``)
     """
 
     method: str
@@ -226,20 +227,11 @@ def _check_names(spec: RunSpec) -> None:
     domains.make_domain(spec.domain, spec.shape or stand_in, **dict(spec.domain_params))
 
 
-def checkpoint_grid(T: int, n: int) -> list[int]:
-    """``n`` (or fewer after rounding) round counts t ∈ [1, T] spaced evenly on a log axis, T always included."""
-    import numpy as np
-
-    return sorted({int(t) for t in np.geomspace(1, T, n).round()} | {T}) if n > 1 else [T]
-
-
 def run_one(spec: RunSpec) -> Any:
     """Run one spec through the OCO simulator and return its ``online_convex.simulate.RegretTrace``.
 
     Top-level and pure (no global state read or written), so it pickles to any executor's workers.
     """
-    import numpy as np
-
     from online_convex import domains, learners, problems, simulate, streams
 
     params = dict(spec.stream_params)
@@ -252,7 +244,7 @@ def run_one(spec: RunSpec) -> Any:
     shape = tuple(data.a.shape[2:])  # a: (T, seeds, *S)
     domain = domains.make_domain(spec.domain, shape, **dict(spec.domain_params))
     learner = learners.Learner(method=spec.method, config=spec.method_config(), eta=spec.eta, domain=domain)
-    ckpt = np.asarray(checkpoint_grid(spec.T, spec.checkpoints))
+    ckpt = simulate.geometric_checkpoints(spec.T, spec.checkpoints)
     return simulate.run(learner, problem, data, checkpoints=ckpt)
 
 
@@ -328,6 +320,7 @@ def sweep(
             raise TypeError(f"sweep: specs[{i}] must be a RunSpec; got {type(s).__name__}")
     unique = list({s.key: s for s in specs}.values())
     store = ResultStore(results_dir)
+    store.keys()  # a foreign file in the directory raises here, before any work
     todo = [s for s in unique if not store.has(s)]
     own = executor is None
     if own:

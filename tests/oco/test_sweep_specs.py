@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_convex.sweep import SPEC_VERSION, RunSpec, checkpoint_grid, spec_key
+from online_convex.sweep import SPEC_VERSION, RunSpec, spec_key
 from online_convex.sweep_file import parse_sweep
 
 BASE = dict(
@@ -127,13 +127,6 @@ def test_bad_spec_is_refused_naming_argument_and_value(kw, err, match):
 def test_from_dict_refuses_unknown_fields():
     with pytest.raises(ValueError, match=r"unknown fields \['colour'\]; allowed:"):
         RunSpec.from_dict({**spec().to_dict(), "colour": 1})
-
-
-@settings(max_examples=50, deadline=None)
-@given(T=st.integers(1, 10**6), n=st.integers(1, 60))
-def test_checkpoint_grid_is_increasing_within_1_T_and_ends_at_T(T, n):
-    g = checkpoint_grid(T, n)
-    assert g[-1] == T and g[0] >= 1 and all(a < b for a, b in zip(g, g[1:])) and len(g) <= n + 1
 
 
 # --- sweep files -----------------------------------------------------------------------------------------
