@@ -201,5 +201,7 @@ class Learner:
         y = x - eta * u
         if not _bounded(self.domain) and self.domain.name == "unconstrained":
             return y, state
+        if bool(self.domain.contains(y, atol=0.0).all()):
+            return y, state  # y ∈ K is its own projection in every norm: skip building H_t
         H = m.metric(state, self.config) if self.projection == "metric" else None
         return self.domain.project(y, H), state
