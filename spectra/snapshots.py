@@ -1,0 +1,249 @@
+r"""Eigendecompositions of Kronecker factors, on a cadence separate from the accumulation cadence.
+
+A factor F ⪰ 0 (d × d; Shampoo L or R, K-FAC A or G) is decomposed in float64, on the CPU unless asked
+otherwise, into its eigenvalues λ_1 ≥ … ≥ λ_d ≥ 0 and leading eigenvectors:
+
+* ``eigh`` (exact) for d ≤ ``exact_max_dim``: every eigenvalue, so every metric of ``spectra.metrics``;
+* above the limit, the top k only, with the trace tr F computed exactly so that mass fractions stay exact:
+  ``randomized`` — a randomized range finder (Halko, Martinsson & Tropp 2011, Alg. 4.4; scikit-learn's
+  ``randomized_svd``: q = k + 10 columns, 7 power iterations) followed by Rayleigh–Ritz on F; or
+  ``lobpcg`` — ``torch.lobpcg`` (Knyazev 2001), which needs d ≥ 3k.
+
+Accuracy above the limit. With a gap λ_{k+1}/λ_k = γ < 1, the range finder's subspace error decays like
+γ^{2q+1} in the number q of power iterations, and Rayleigh–Ritz values θ_i interlace, 0 ≤ θ_i ≤ λ_i
+(Cauchy), with λ_i − θ_i = O(λ_1 · sin² Θ). Where no gap exists the top-k eigenvalues are still
+lower bounds, so a top-k mass computed from them never overstates the concentration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import torch
+from sklearn.utils.extmath import randomized_svd
+from torch import Tensor
+
+from spectra import metrics
+
+if TYPE_CHECKING:
+    from spectra.store import SnapshotStore
+
+__all__ = ["Decomposition", "decompose", "Snapshotter", "METHODS"]
+
+METHODS = ("auto", "eigh", "lobpcg", "randomized")
+
+
+class Decomposition(NamedTuple):
+    """Eigenpairs of one factor F (d × d).
+
+    eigvals : ndarray (d,) if exact else (k,), float64, descending, ≥ 0
+    eigvecs : ndarray (d, k'), float64, orthonormal columns for the leading eigenvalues; each column's
+              largest-magnitude entry is positive (a fixed sign, so runs compare bit for bit)
+    exact : bool   True when ``eigvals`` is the whole spectrum
+    trace : float  tr F, computed exactly (not from the eigenvalues)
+    dim : int      d
+    """
+
+    eigvals: np.ndarray
+    eigvecs: np.ndarray
+    exact: bool
+    trace: float
+    dim: int
+
+
+def _fix_signs(V: Tensor) -> Tensor:
+    idx = V.abs().argmax(dim=0)
+    s = torch.sign(V.gather(0, idx[None, :]))
+    return V * torch.where(s == 0, torch.ones_like(s), s)
+
+
+def _check_factor(F, where: str) -> Tensor:
+    if isinstance(F, np.ndarray):
+        F = torch.from_numpy(F)
+    if not isinstance(F, Tensor):
+        raise TypeError(f"{where}: F must be a torch.Tensor (or ndarray); got {type(F).__name__}")
+    if F.ndim != 2 or F.shape[0] != F.shape[1] or F.shape[0] < 1:
+        raise ValueError(f"{where}: F must be a square matrix (d, d); got shape {tuple(F.shape)}")
+    if not torch.is_floating_point(F):
+        raise TypeError(f"{where}: F must have a floating dtype; got {F.dtype}")
+    if not torch.isfinite(F).all():
+        raise ValueError(f"{where}: F must be finite; it has NaN/inf entries")
+    return F
+
+
+def decompose(
+    F: Tensor,
+    *,
+    k: int | None = None,
+    exact_max_dim: int = 2048,
+    method: str = "auto",
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> Decomposition:
+    r"""Eigendecomposition of a PSD factor F, exact up to ``exact_max_dim``, top-k above it.
+
+    Parameters
+    ----------
+    F : Tensor (d, d), symmetric PSD up to round-off; any float dtype and device
+    k : int in [1, d], optional — eigenvectors to keep (and eigenvalues, when not exact); None = all (exact only)
+    exact_max_dim : int ≥ 1 — ``method="auto"`` uses ``eigh`` for d ≤ this, ``randomized`` above it
+    method : "auto" | "eigh" | "lobpcg" | "randomized"
+    seed : int — the random start of ``randomized`` / ``lobpcg``: same seed, same numbers
+    device : where the float64 solve runs (CPU by default: a GPU's float64 throughput is often poor)
+
+    Raises
+    ------
+    ValueError if F has an eigenvalue below −τ, τ = 10·d·ε·‖F‖ with ε the machine epsilon of F's dtype (the
+    round-off a symmetric F of that precision can carry); values in [−τ, 0) are set to 0.
+    """
+    where = "decompose"
+    F = _check_factor(F, where)
+    d = int(F.shape[0])
+    if type(exact_max_dim) is not int or exact_max_dim < 1:
+        raise ValueError(f"{where}: exact_max_dim must be an int >= 1; got {exact_max_dim!r}")
+    if method not in METHODS:
+        raise ValueError(f"{where}: method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    if type(seed) is not int or seed < 0:
+        raise ValueError(f"{where}: seed must be an int >= 0; got {seed!r}")
+    if method == "auto":
+        method = "eigh" if d <= exact_max_dim else "randomized"
+    if k is None and method != "eigh":
+        raise ValueError(
+            f"{where}: k is required for method={method!r} (d={d} > exact_max_dim={exact_max_dim})"
+        )
+    if k is not None and (type(k) is not int or not 1 <= k <= d):
+        raise ValueError(f"{where}: k must be an int in [1, {d}] (d = F.shape[0]); got {k!r}")
+    kk = d if k is None else k
+    if method == "lobpcg" and d < 3 * kk:
+        raise ValueError(
+            f"{where}: method='lobpcg' needs d >= 3k; got d={d}, k={kk} (use 'randomized' or 'eigh')"
+        )
+
+    eps_in = torch.finfo(F.dtype).eps
+    F64 = F.detach().to(device=device, dtype=torch.float64)
+    F64 = 0.5 * (F64 + F64.T)  # eigh reads one triangle: give it the matrix the caller meant
+    trace = float(torch.trace(F64))
+    if method == "eigh":
+        lam, V = torch.linalg.eigh(F64)
+        lam, V = lam.flip(0), V.flip(1)[:, :kk]
+    elif method == "lobpcg":
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        X0 = torch.randn(d, kk, generator=g, dtype=torch.float64).to(F64.device)
+        lam, V = torch.lobpcg(F64, k=kk, X=X0, largest=True)
+        order = torch.argsort(lam, descending=True)
+        lam, V = lam[order], V[:, order]
+    else:
+        Q, _, _ = randomized_svd(
+            F64.cpu().numpy(), n_components=kk, n_oversamples=10, n_iter=7, random_state=seed, flip_sign=False
+        )
+        Q = torch.from_numpy(np.ascontiguousarray(Q)).to(F64.device)
+        # Rayleigh–Ritz on the found range: Ritz values interlace (θ_i ≤ λ_i), and a negative one flags a non-PSD F
+        theta, W = torch.linalg.eigh(Q.T @ F64 @ Q)
+        lam, V = theta.flip(0), Q @ W.flip(1)
+    scale = float(lam.abs().max()) if lam.numel() else 0.0
+    tau = 10 * d * eps_in * scale
+    if lam.numel() and float(lam.min()) < -tau:
+        raise ValueError(
+            f"{where}: F must be positive semidefinite; its smallest computed eigenvalue is {float(lam.min())!r} "
+            f"< -{tau:.3g} (10·d·ε·‖F‖, the round-off allowed for {F.dtype})"
+        )
+    V = _fix_signs(V)
+    return Decomposition(
+        eigvals=lam.clamp_min(0).cpu().numpy(),
+        eigvecs=V.cpu().numpy(),
+        exact=method == "eigh",
+        trace=max(trace, 0.0),
+        dim=d,
+    )
+
+
+class Snapshotter:
+    """Decompose every recorded factor every ``every`` steps and write one file per factor per snapshot.
+
+    Accumulation (the recorder's ``every``) and eigendecomposition (this ``every``) are separate cadences:
+    factors may accumulate each step while the O(d³) solve runs every 100.
+
+    Besides the spectrum each snapshot stores, as scalars in the table, how far the leading basis moved since
+    the previous snapshot of the same factor: ``overlap_prev`` = subspace overlap of the top-k bases and
+    ``stale_capture_prev`` = fraction of the new tr F captured by the old top-k basis (``spectra.metrics``).
+
+    Parameters
+    ----------
+    store : SnapshotStore
+    every : int ≥ 1 — snapshot at steps with step % every == 0
+    k_top : int ≥ 1 — eigenvectors kept per factor (min(k_top, d)); also k of the overlap metrics
+    exact_max_dim, method, seed : passed to ``decompose``
+    """
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        *,
+        every: int,
+        k_top: int = 64,
+        exact_max_dim: int = 2048,
+        method: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        where = "Snapshotter"
+        if type(every) is not int or every < 1:
+            raise ValueError(f"{where}: every must be an int >= 1; got {every!r}")
+        if type(k_top) is not int or k_top < 1:
+            raise ValueError(f"{where}: k_top must be an int >= 1; got {k_top!r}")
+        if type(exact_max_dim) is not int or exact_max_dim < 1:
+            raise ValueError(f"{where}: exact_max_dim must be an int >= 1; got {exact_max_dim!r}")
+        if method not in METHODS:
+            raise ValueError(
+                f"{where}: method must be one of {', '.join(map(repr, METHODS))}; got {method!r}"
+            )
+        self.store, self.every, self.k_top = store, every, k_top
+        self.exact_max_dim, self.method, self.seed = exact_max_dim, method, seed
+        self._prev: dict[str, tuple[int, np.ndarray]] = {}
+
+    def _previous_basis(self, step: int, name: str) -> tuple[int, np.ndarray] | None:
+        if name in self._prev and self._prev[name][0] < step:
+            return self._prev[name]
+        for s in reversed(
+            [s for s in self.store.steps(name) if s < step]
+        ):  # resumed run: the basis is on disk
+            dec = self.store.load(s, name)
+            if dec.trace > 0:  # an all-zero factor has no leading basis
+                return s, dec.eigvecs
+        return None
+
+    def maybe_snapshot(self, step: int, factors: Mapping[str, Tensor]) -> bool:
+        """Write a snapshot of every factor if ``step`` is on the cadence; True if it is.
+
+        A factor already stored for this step (a resumed run) is not recomputed. An all-zero factor (nothing
+        accumulated yet) is stored with trace 0 and no metrics.
+        """
+        if type(step) is not int or step < 0:
+            raise ValueError(f"Snapshotter.maybe_snapshot: step must be an int >= 0; got {step!r}")
+        if not isinstance(factors, Mapping):
+            raise TypeError(
+                f"Snapshotter.maybe_snapshot: factors must be a dict name -> Tensor; got {type(factors).__name__}"
+            )
+        if step % self.every:
+            return False
+        for name in sorted(factors):
+            if self.store.has(step, name):
+                continue
+            F = _check_factor(factors[name], f"Snapshotter.maybe_snapshot (factor {name!r})")
+            d = int(F.shape[0])
+            k = min(self.k_top, d)
+            dec = decompose(F, k=k, exact_max_dim=self.exact_max_dim, method=self.method, seed=self.seed)
+            extra: dict[str, float] = {}
+            prev = self._previous_basis(step, name)
+            if prev is not None and dec.trace > 0 and prev[1].shape[0] == d:
+                kp = min(k, prev[1].shape[1])
+                extra["prev_step"] = float(prev[0])
+                extra["overlap_prev"] = metrics.subspace_overlap(prev[1][:, :kp], dec.eigvecs[:, :kp])
+                F64 = F.detach().to("cpu", torch.float64).numpy()
+                extra["stale_capture_prev"] = metrics.stale_basis_capture(prev[1], 0.5 * (F64 + F64.T), kp)
+            self.store.write(step, name, dec, extra=extra)
+            if dec.trace > 0 and math.isfinite(dec.trace):
+                self._prev[name] = (step, dec.eigvecs)
+        return True

@@ -1,0 +1,239 @@
+r"""Snapshots on disk, crash-safely: one file pair per (step, factor), a manifest, a long-format table.
+
+Layout of a store ``root``::
+
+    root/manifest.json                  {"format", "run", "run_id", "snapshots": [{"step", "name", "stem"}, ...]}
+    root/snapshots/<stem>.npz           eigvals (k',), eigvecs (d, k'') float64
+    root/snapshots/<stem>.json          step, name, exact, trace, dim, run_id, extra, metrics — written LAST
+
+Every file goes through ``memopt_theory.storage.write_atomic`` (temp file, fsync, rename), so a crash leaves
+the old file or the new one, never a torn one; the JSON sidecar written after the npz marks a snapshot
+complete, and the manifest, rewritten atomically after the sidecar, lists only complete snapshots. A
+snapshot finished after the last manifest write (a crash in between) is found again on resume by its
+sidecar. The manifest's ``run`` (the caller's ``run_meta``) is the run's identity: opening a root that
+holds another run's manifest is an error, opening one with the same ``run`` resumes it.
+
+One writer per root (on a DDP run, rank 0); readers may open it at any time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from memopt_theory.storage import read_json, read_npz, write_atomic, write_json, write_result
+from spectra import metrics
+from spectra.snapshots import Decomposition
+
+__all__ = ["SnapshotStore", "FORMAT", "TABLE_COLUMNS"]
+
+FORMAT = "memopt.spectra.snapshots/1"
+TABLE_COLUMNS = ("step", "layer", "factor", "metric", "value")
+
+
+def _canonical(run_meta: Any, where: str) -> tuple[dict, str]:
+    if not isinstance(run_meta, Mapping):
+        raise TypeError(f"{where}: run_meta must be a dict describing the run; got {type(run_meta).__name__}")
+    try:
+        text = json.dumps(run_meta, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"{where}: run_meta must be JSON-serialisable (str keys, finite numbers); {e}"
+        ) from None
+    return json.loads(text), hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stem(step: int, name: str) -> str:
+    """A file name for (step, name): readable, and unique through a hash of the exact name."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80]
+    return f"{step:09d}__{slug}__{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def _split(name: str) -> tuple[str, str]:
+    layer, sep, factor = name.rpartition(":")
+    return (layer, factor) if sep else (name, "")
+
+
+class SnapshotStore:
+    """Crash-safe snapshot directory of one run.
+
+    Parameters
+    ----------
+    root : path — created if missing; if it holds a manifest, it must be this run's (same ``run_meta``)
+    run_meta : dict, JSON-serialisable — what identifies the run (model, seed, steps, β, …)
+    """
+
+    def __init__(self, root: str | os.PathLike, run_meta: Mapping[str, Any]) -> None:
+        where = "SnapshotStore"
+        self.root = Path(root)
+        self.run_meta, self.run_id = _canonical(run_meta, where)
+        self._dir = self.root / "snapshots"
+        self._manifest = self.root / "manifest.json"
+        self._entries: dict[tuple[int, str], str] = {}
+        if self._manifest.exists():
+            m = read_json(self._manifest)
+            if not isinstance(m, dict) or m.get("format") != FORMAT:
+                raise ValueError(f"{where}: {self._manifest} is not a snapshot manifest (format {FORMAT!r})")
+            if m.get("run") != self.run_meta:
+                raise ValueError(
+                    f"{where}: {self.root} holds snapshots of another run: {m.get('run')!r}; this run is "
+                    f"{self.run_meta!r}. Choose another directory (or delete that one)."
+                )
+            for e in m["snapshots"]:
+                self._entries[(int(e["step"]), str(e["name"]))] = str(e["stem"])
+            self._recover()
+        else:
+            if self.root.exists() and any(not p.name.startswith(".") for p in self.root.iterdir()):
+                raise ValueError(
+                    f"{where}: {self.root} is not empty and has no manifest.json: not a snapshot store; "
+                    "choose an empty or new directory"
+                )
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._write_manifest()  # the run's identity is on disk before any snapshot
+
+    # --- writing -------------------------------------------------------------------------------------------
+
+    def _write_manifest(self) -> None:
+        snaps = [{"step": s, "name": n, "stem": st} for (s, n), st in sorted(self._entries.items())]
+        write_json(
+            self._manifest,
+            {"format": FORMAT, "run": self.run_meta, "run_id": self.run_id, "snapshots": snaps},
+        )
+
+    def _recover(self) -> None:
+        """Resume: drop temp files of a killed write, adopt snapshots completed after the last manifest."""
+        self._dir.mkdir(parents=True, exist_ok=True)
+        for tmp in list(self.root.glob(".*.tmp")) + list(self._dir.glob(".*.tmp")):
+            tmp.unlink(missing_ok=True)
+        known = set(self._entries.values())
+        for side in sorted(self._dir.glob("*.json")):
+            if side.stem in known:
+                continue
+            try:
+                meta = read_json(side)
+                read_npz(side.with_suffix(".npz"))
+            except (ValueError, OSError):
+                continue  # not ours or unreadable: never listed
+            if isinstance(meta, dict) and meta.get("run_id") == self.run_id and meta.get("format") == FORMAT:
+                self._entries[(int(meta["step"]), str(meta["name"]))] = side.stem
+        self._write_manifest()
+
+    def write(
+        self, step: int, name: str, decomposition: Decomposition, extra: Mapping[str, float] | None = None
+    ) -> None:
+        """Store one snapshot: npz, then its JSON sidecar, then the manifest — each atomically.
+
+        ``extra``: finite scalars (e.g. overlap with the previous snapshot) that join the table as metrics.
+        """
+        where = "SnapshotStore.write"
+        if type(step) is not int or step < 0:
+            raise ValueError(f"{where}: step must be an int >= 0; got {step!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{where}: name must be a non-empty str like 'fc1:shampoo_L'; got {name!r}")
+        if not isinstance(decomposition, Decomposition):
+            raise TypeError(
+                f"{where}: decomposition must be a spectra.snapshots.Decomposition; got {type(decomposition).__name__}"
+            )
+        extra = dict(extra or {})
+        for key, v in extra.items():
+            if (
+                not isinstance(key, str)
+                or isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not np.isfinite(v)
+            ):
+                raise ValueError(f"{where}: extra must map str to finite numbers; got {key!r}: {v!r}")
+        dec = decomposition
+        lam = np.asarray(dec.eigvals, dtype=np.float64)
+        if dec.trace > 0:
+            summ = metrics.summary(lam, dim=dec.dim, total=None if dec.exact else dec.trace)
+        else:
+            summ = {"trace": 0.0, "lambda_max": 0.0}
+        stem = _stem(step, name)
+        meta = {
+            "format": FORMAT,
+            "run_id": self.run_id,
+            "step": step,
+            "name": name,
+            "exact": bool(dec.exact),
+            "trace": float(dec.trace),
+            "dim": int(dec.dim),
+            "extra": {k: float(v) for k, v in extra.items()},
+            "metrics": summ,
+        }
+        write_result(self._dir / stem, {"eigvals": lam, "eigvecs": np.asarray(dec.eigvecs, np.float64)}, meta)
+        self._entries[(step, name)] = stem
+        self._write_manifest()
+
+    # --- reading -------------------------------------------------------------------------------------------
+
+    def has(self, step: int, name: str) -> bool:
+        return (step, name) in self._entries
+
+    def steps(self, name: str | None = None) -> list[int]:
+        """Snapshot steps, ascending (of one factor when ``name`` is given)."""
+        return sorted({s for s, n in self._entries if name is None or n == name})
+
+    def names(self) -> list[str]:
+        return sorted({n for _, n in self._entries})
+
+    def _meta(self, stem: str) -> dict:
+        return read_json((self._dir / stem).with_suffix(".json"))
+
+    def load(self, step: int, name: str) -> Decomposition:
+        """The stored decomposition; KeyError naming the steps and factors present if there is none."""
+        if (step, name) not in self._entries:
+            raise KeyError(
+                f"SnapshotStore.load: no snapshot ({step!r}, {name!r}) in {self.root}; steps {self.steps()}, names {self.names()}"
+            )
+        stem = self._entries[(step, name)]
+        arrays, meta = read_npz((self._dir / stem).with_suffix(".npz")), self._meta(stem)
+        return Decomposition(
+            arrays["eigvals"], arrays["eigvecs"], bool(meta["exact"]), float(meta["trace"]), int(meta["dim"])
+        )
+
+    def table(self) -> pd.DataFrame:
+        """Long format: one row per (step, layer, factor, metric) with its value; ``name`` = 'layer:factor'."""
+        rows = []
+        for (step, name), stem in sorted(self._entries.items()):
+            meta = self._meta(stem)
+            layer, factor = _split(name)
+            for metric, value in {**meta["metrics"], **meta["extra"]}.items():
+                rows.append((step, layer, factor, metric, float(value)))
+        df = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+        return df.astype({"step": "int64", "layer": str, "factor": str, "metric": str, "value": "float64"})
+
+    def write_table(self, path: str | os.PathLike | None = None) -> Path:
+        """Write ``table()`` atomically as parquet (``.parquet``, needs pyarrow) or CSV (``.csv``); returns the path.
+
+        Default: ``root/table.parquet`` when pyarrow is installed, else ``root/table.csv``.
+        """
+        if path is None:
+            try:
+                import pyarrow  # noqa: F401 - only to choose the default format
+            except ImportError:
+                path = self.root / "table.csv"
+            else:
+                path = self.root / "table.parquet"
+        path = Path(path)
+        if path.suffix not in (".parquet", ".csv"):
+            raise ValueError(
+                f"SnapshotStore.write_table: path must end in .parquet or .csv; got {str(path)!r}"
+            )
+        df = self.table()
+        if path.suffix == ".csv":
+            write_atomic(path, df.to_csv(index=False).encode())
+        else:
+            buf = io.BytesIO()
+            df.to_parquet(buf, index=False)  # ImportError naming pyarrow if it is missing
+            write_atomic(path, buf.getvalue())
+        return path
