@@ -4,7 +4,9 @@ code-verified against tensorflow/tensor2tensor ``utils/adafactor.py`` @e1f0e3a).
 For a parameter with ≥ 2 axes the last two are factored (shape (…, n, m); leading axes are independent
 n×m slices, as in later T2T); vectors and scalars keep a dense second moment. With t = 1, 2, …:
 
-1. β̂2t = 1 − t^{c}, c = ``decay_rate`` (−0.8; β̂21 = 0).
+1. β̂2t = 1 − t^{c}, c = ``decay_rate`` (−0.8; β̂21 = 0); or, with ``beta2`` β2 given, the bias-corrected
+   schedule β̂2t = β2(1 − β2^{t−1})/(1 − β2^t) (Shazeer & Stern §7.1), under which the dense v_t is exactly
+   Adam's v̂_t = v^{Adam}_t/(1 − β2^t) (induction: (1−β2^t)v̂_t = β2(1−β2^{t−1})v̂_{t−1} + (1−β2)g_t²).
 2. R_t = β̂2tR_{t−1} + (1−β̂2t)(G_t² + ε1)1_m,  C_t = β̂2tC_{t−1} + (1−β̂2t)1_nᵀ(G_t² + ε1),
    V̂_t = R_tC_t/(1_nᵀR_t)            (dense: v_t = β̂2tv_{t−1} + (1−β̂2t)(g_t² + ε1), V̂_t = v_t).
 3. U = G_t/√V̂_t;  Û = U/max(1, RMS(U)/d)   (RMS over the whole parameter, d = ``clip_threshold``).
@@ -37,7 +39,8 @@ from memopt_theory.validation import check_real, numel
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """Adafactor (T2T defaults): ``lr`` None (relative step min(1e−2, 1/√t)) or ρ > 0; ``eps1`` ε1 ≥ 0,
-    ``eps2`` ε2 ≥ 0, ``clip_threshold`` d > 0, ``decay_rate`` c < 0, ``beta1`` ∈ [0, 1),
+    ``eps2`` ε2 ≥ 0, ``clip_threshold`` d > 0, ``decay_rate`` c < 0 (or ``beta2`` ∈ (0, 1): bias-corrected
+    schedule instead), ``beta1`` ∈ [0, 1),
     ``scale_parameter`` (multiply by max(ε2, RMS(X))), ``weight_decay`` ≥ 0 (decoupled)."""
 
     lr: float | None = None
@@ -45,6 +48,7 @@ class Config:
     eps2: float = 1e-3
     clip_threshold: float = 1.0
     decay_rate: float = -0.8
+    beta2: float | None = None
     beta1: float = 0.0
     scale_parameter: bool = True
     weight_decay: float = 0.0
@@ -57,6 +61,8 @@ class Config:
         check_real(self.eps2, "eps2", where=w, low=0.0)
         check_real(self.clip_threshold, "clip_threshold", where=w, low=0.0, low_open=True)
         check_real(self.decay_rate, "decay_rate", where=w, high=0.0, high_open=True)
+        if self.beta2 is not None:
+            check_real(self.beta2, "beta2", where=w, low=0.0, high=1.0, low_open=True, high_open=True)
         check_real(self.beta1, "beta1", where=w, low=0.0, high=1.0, high_open=True)
         if not isinstance(self.scale_parameter, bool):
             raise TypeError(f"{w}: scale_parameter must be a bool; got {self.scale_parameter!r}")
@@ -117,7 +123,11 @@ def update(
     k = len(shape)
     t = state.t + 1
     tb = t.reshape(*batch, *([1] * k))
-    beta = 1 - tb.pow(config.decay_rate)  # β̂2t, 0 at t = 1
+    if config.beta2 is None:
+        beta = 1 - tb.pow(config.decay_rate)  # β̂2t, 0 at t = 1
+    else:
+        bb = config.beta2
+        beta = bb * (1 - bb ** (tb - 1)) / (1 - bb**tb)
     u2 = g * g + config.eps1
     R = C = v = None
     if factored(shape):

@@ -111,7 +111,11 @@ def update(
     nb, p = len(batch), len(sizes)
     G2 = to_tensor(g * g, sizes, nb)
     modes = tuple(range(nb, nb + p))
-    h = tuple(hi + G2.sum(dim=tuple(m for m in modes if m != nb + i)) for i, hi in enumerate(state.h))
+    # torch's sum over an empty dim tuple reduces everything: with p = 1 there is nothing to contract
+    h = tuple(
+        hi + (G2.sum(dim=tuple(m for m in modes if m != nb + i)) if p > 1 else G2)
+        for i, hi in enumerate(state.h)
+    )
     D = from_tensor(_diag(h, config), shape, nb)
     # D = 0 only where some h^{(i)}[j_i] = 0, i.e. a whole slice has had zero gradient so far: g_j = 0 there
     u = torch.where(D > 0, g / torch.where(D > 0, D, torch.ones_like(D)), torch.zeros_like(g))
