@@ -183,6 +183,7 @@ class FactorRecorder:
         self._sampling: int | None = None  # loss terms of the sampled backward in progress
         self._generators: dict[torch.device, torch.Generator] = {}
         self._totals: dict[str, Tensor] = {}
+        self._gram_cache: dict[tuple, tuple[Tensor, Tensor, int]] = {}
         self._handles = []
         for layer in self._layers:
             if layer.kfac:
@@ -201,6 +202,7 @@ class FactorRecorder:
         for h in self._handles:
             h.remove()
         self._handles = []
+        self._gram_cache.clear()
 
     @property
     def layer_names(self) -> list[str]:
@@ -211,18 +213,31 @@ class FactorRecorder:
         return torch.is_grad_enabled() and self._calls % self.every == 0
 
     def _add(self, layer: _Layer, key: str, S: Tensor, count: int) -> None:
-        if key in layer.pending:
-            layer.pending[key][0] += S
+        if key in layer.pending:  # out of place: S may be shared with other layers (see _input_gram)
+            layer.pending[key][0] = layer.pending[key][0] + S
             layer.pending[key][1] += count
         else:
             layer.pending[key] = [S, count]
+
+    def _input_gram(self, module: nn.Module, x: Tensor) -> tuple[Tensor, int]:
+        """Σ a aᵀ of the input rows, computed once per step for layers reading the same tensor (q, k, v)."""
+        key = (x.data_ptr(), tuple(x.shape), x.stride(), x._version, type(module), module.bias is not None)
+        if isinstance(module, nn.Conv2d):
+            key += (module.kernel_size, module.dilation, module.padding, module.stride)
+        hit = self._gram_cache.get(key)
+        if hit is not None and hit[0] is x:  # the tensor itself is held, so its memory cannot be reused
+            return hit[1], hit[2]
+        a = input_rows(module, x.detach()).to(self.device, self.dtype)
+        S = gram(a)
+        self._gram_cache[key] = (x, S, a.shape[0])
+        return S, a.shape[0]
 
     def _make_pre_hook(self, layer: _Layer):
         def hook(module, inputs):
             if not self._capturing() or "kfac_A" not in layer.kept:
                 return
-            a = input_rows(module, inputs[0].detach()).to(self.device, self.dtype)
-            self._add(layer, "A", gram(a), a.shape[0])
+            S, rows = self._input_gram(module, inputs[0])
+            self._add(layer, "A", S, rows)
 
         return hook
 
@@ -302,6 +317,7 @@ class FactorRecorder:
     def step(self) -> None:
         """Accumulate this step's factors (call after ``loss.backward()``, before ``optimizer.step()``)."""
         call, self._calls = self._calls, self._calls + 1
+        self._gram_cache.clear()
         if call % self.every:
             for layer in self._layers:
                 layer.pending.clear()

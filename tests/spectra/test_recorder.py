@@ -301,3 +301,39 @@ def test_factors_before_any_step_and_sampled_without_flag():
     with pytest.raises(ValueError, match="needs fisher='sampled'"):
         rec.sampled_backward(torch.zeros(2, 3))
     rec.close()
+
+
+def test_layers_sharing_an_input_get_their_own_factors():
+    """q, k, v read one tensor: the input Gram is computed once and shared, yet each layer's A is its own sum
+    (an in-place add on the shared Gram would double-count); checked against separate brute-force sums."""
+
+    class QKV(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v = nn.Linear(4, 3), nn.Linear(4, 3), nn.Linear(4, 3, bias=False)
+
+        def forward(self, x):
+            return self.q(x) * self.k(x) + self.v(x)
+
+    torch.manual_seed(0)
+    model = QKV().double()
+    xs = [torch.randn(5, 4, dtype=torch.float64) for _ in range(2)]
+    with FactorRecorder(model, kinds="kfac") as rec:
+        for x in xs:
+            model(x).sum().backward()
+            model(2 * x).sum().backward()  # a second forward in the same step adds its rows
+            rec.step()
+    got = rec.factors()
+    ones = torch.ones(5, 1, dtype=torch.float64)
+    want = sum((x.T @ x + 4 * x.T @ x) / 10 for x in xs)
+    torch.testing.assert_close(got["v:kfac_A"], want, **TOL)
+    wb = sum(
+        (
+            torch.cat([x, ones], 1).T @ torch.cat([x, ones], 1)
+            + torch.cat([2 * x, ones], 1).T @ torch.cat([2 * x, ones], 1)
+        )
+        / 10
+        for x in xs
+    )
+    torch.testing.assert_close(got["q:kfac_A"], wb, **TOL)
+    torch.testing.assert_close(got["k:kfac_A"], wb, **TOL)
