@@ -31,6 +31,7 @@ import torch
 
 __all__ = [
     "top_k_mass",
+    "cumulative_mass",
     "k_for_mass",
     "tail_mass",
     "stable_rank",
@@ -125,6 +126,12 @@ def top_k_mass(lam, k: int, *, total: float | None = None) -> float:
     lam, s = _spectrum(lam, "top_k_mass", total=total)
     k = _check_k(k, lam.size, "top_k_mass")
     return 0.0 if k == 0 else min(1.0, float(np.cumsum(lam)[k - 1]) / s)
+
+
+def cumulative_mass(lam, *, total: float | None = None) -> np.ndarray:
+    r"""The whole curve k ↦ Σ_{i≤k} λ_i / Σ_i λ_i for k = 1..len(lam), float64 (len(lam),), in [0, 1]."""
+    lam, s = _spectrum(lam, "cumulative_mass", total=total)
+    return np.minimum(np.cumsum(lam) / s, 1.0)
 
 
 def k_for_mass(lam, frac: float, *, total: float | None = None) -> int | None:

@@ -93,8 +93,10 @@ def test_against_brute_force(lam):
     assert metrics.participation_ratio(lam) == pytest.approx(pr, rel=1e-12)
     assert metrics.stable_rank(lam) == pytest.approx(sr, rel=1e-12)
     assert metrics.intrinsic_dimension(lam) == pytest.approx(total / s[0], rel=1e-12)
+    curve = metrics.cumulative_mass(lam)
     for k in range(len(s) + 1):
         assert metrics.top_k_mass(lam, k) == pytest.approx(sum(s[:k]) / total, rel=1e-12, abs=1e-15)
+        assert k == 0 or curve[k - 1] == pytest.approx(sum(s[:k]) / total, rel=1e-12, abs=1e-15)
         assert metrics.tail_mass(lam, k) == pytest.approx(sum(s[k:]), rel=1e-12, abs=1e-12 * total)
     for f in (0.5, 0.9, 0.99):
         k = metrics.k_for_mass(lam, f)
