@@ -7,3 +7,4 @@ Every theorem is a function whose docstring states it (and derives it where ALGO
 from memopt_theory.bounds.adagrad import *  # noqa: F401,F403
 from memopt_theory.bounds.quantities import *  # noqa: F401,F403
 from memopt_theory.bounds.sketchy import *  # noqa: F401,F403
+from memopt_theory.bounds.tensored import *  # noqa: F401,F403
