@@ -1,0 +1,208 @@
+r"""``memopt regret``: one OCO experiment → results directory (npz + JSON), a PNG, and a printed table.
+
+Default: full-matrix AdaGrad, diagonal AdaGrad, S-AdaGrad (ℓ ∈ {4, 16}) and OGD, each at its theorem's step
+size, on a synthetic rank-8-plus-noise linear-loss stream, d = 64, T = 2000, 8 seeds, in the unit ℓ2 ball,
+projections in the H_t-norm. The comparator depends on the stream only, so it is certified once and shared.
+
+Table columns: method, memory (persistent floats of one run, ALGORITHMS.md §E.2), the final regret interval
+[L_T − value, L_T − lower] (mean over seeds), its width (the comparator's certified gap, max over seeds),
+the theorem's bound at T (mean over seeds) and the worst regret_upper/bound over seeds and checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+from memopt_theory import methods, storage
+
+DEFAULT_METHODS = "adagrad_full,adagrad_diag,s_adagrad,ogd"
+SKETCHED = ("s_adagrad", "ada_fd", "fd_son", "rfd_son")  # methods with a sketch size ℓ (``--ranks``)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stream", default="low_rank_noise", help="stream name (online_convex.streams)")
+    p.add_argument(
+        "--stream-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a stream parameter, repeatable (e.g. rank=8, noise=0.1, path=a9a.txt); default rank=8",
+    )
+    p.add_argument(
+        "--problem", default=None, help="loss: linear, least_squares, logistic, hinge (default: the stream's)"
+    )
+    p.add_argument(
+        "--methods", default=DEFAULT_METHODS, help=f"comma-separated methods (default {DEFAULT_METHODS})"
+    )
+    p.add_argument(
+        "--ranks", default="4,16", help="sketch sizes ℓ for sketched methods, comma-separated (default 4,16)"
+    )
+    p.add_argument("--d", type=int, default=64, help="dimension of synthetic streams (default 64)")
+    p.add_argument("--T", type=int, default=2000, help="rounds (default 2000)")
+    p.add_argument("--seeds", type=int, default=8, help="seeds, run batched (default 8)")
+    p.add_argument("--entropy", type=int, default=0, help="root seed of the SeedSequence (default 0)")
+    p.add_argument("--domain", default="l2_ball", help="l2_ball, box, simplex, nuclear_ball, unconstrained")
+    p.add_argument(
+        "--radius", type=float, default=1.0, help="radius of the ball/simplex; box is [-radius, radius]"
+    )
+    p.add_argument("--eta", default="theory", help="'theory' (each theorem's step size) or a number")
+    p.add_argument("--checkpoints", type=int, default=30, help="checkpoints on a geometric grid (default 30)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--out", default="results/regret", help="output directory (default results/regret)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+
+
+def _parse_value(v: str):
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(v.lower(), v)
+
+
+def _stream_params(items: list[str], stream: str) -> dict:
+    out = {"rank": 8} if stream == "low_rank_noise" else {}
+    for it in items:
+        key, sep, val = it.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--stream-param must be KEY=VALUE; got {it!r}")
+        out[key] = _parse_value(val)
+    return out
+
+
+def _domain(args, shape):
+    from online_convex.domains import make_domain
+
+    if not (args.radius > 0 and math.isfinite(args.radius)):
+        raise ValueError(f"--radius must be a finite number > 0; got {args.radius}")
+    if args.domain == "box":
+        return make_domain("box", shape, lo=-args.radius, hi=args.radius)
+    if args.domain == "unconstrained":
+        return make_domain("unconstrained", shape)
+    return make_domain(args.domain, shape, radius=args.radius)
+
+
+def _learners(args, domain) -> list:
+    from online_convex.learners import Learner
+
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not names:
+        raise ValueError(f"--methods must name at least one method; got {args.methods!r}")
+    try:
+        ranks = [int(r) for r in args.ranks.split(",") if r.strip()]
+    except ValueError:
+        raise ValueError(f"--ranks must be comma-separated ints; got {args.ranks!r}") from None
+    if not ranks or min(ranks) < 1:
+        raise ValueError(f"--ranks must be ints >= 1; got {args.ranks!r}")
+    eta = args.eta if args.eta == "theory" else float(args.eta)
+    out = []
+    for name in names:
+        m = methods.get(name)
+        if name in SKETCHED:
+            out += [Learner(name, m.Config(ell=r), eta=eta, domain=domain) for r in ranks]
+        else:
+            out.append(Learner(name, m.Config(), eta=eta, domain=domain))
+    return out
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}" if math.isfinite(x) else "-"
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from online_convex import plots, simulate
+    from online_convex.problems import get_problem
+    from online_convex.streams import make_stream
+
+    if args.T < 1:
+        raise ValueError(f"--T must be >= 1; got {args.T}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1; got {args.seeds}")
+    if args.d < 1:
+        raise ValueError(f"--d must be >= 1; got {args.d}")
+    if args.checkpoints < 1:
+        raise ValueError(f"--checkpoints must be >= 1; got {args.checkpoints}")
+    t_start = time.perf_counter()
+    params = _stream_params(args.stream_param, args.stream)
+    if args.problem is not None:
+        params.setdefault("problem", args.problem)
+    from online_convex.streams_real import REAL
+
+    shape = None if args.stream in REAL else (args.d,)
+    if args.stream in REAL:
+        params.pop("problem", None)
+    data, problem_name = make_stream(
+        args.stream,
+        shape=shape,
+        T=args.T,
+        seeds=args.seeds,
+        entropy=args.entropy,
+        device=args.device,
+        **params,
+    )
+    problem = get_problem(args.problem or problem_name)
+    domain = _domain(args, data.shape)
+    learners = _learners(args, domain)
+    ck = simulate.geometric_checkpoints(args.T, args.checkpoints)
+    comparator = simulate.comparator_bounds(problem, data, domain, ck)
+    out = Path(args.out)
+    traces, rows = [], []
+    for L in learners:
+        tr = simulate.run(
+            L, problem, data, checkpoints=ck, device=args.device, progress=True, comparator=comparator
+        )
+        label = plots.label_of(tr).replace(" ", "").replace("(ℓ=", "_ell").replace(")", "")
+        storage.write_result(out / label, tr.to_arrays(), tr.meta())
+        traces.append(tr)
+        ratio = float(np.max(tr.regret_upper / tr.bound)) if tr.bound is not None else math.nan
+        rows.append(
+            {
+                "method": plots.label_of(tr),
+                "memory": tr.memory_scalars,
+                "regret_lower": float(tr.regret_lower[-1].mean()),
+                "regret_upper": float(tr.regret_upper[-1].mean()),
+                "width": float(tr.comparator_gap[-1].max()),
+                "bound": float(tr.bound[-1].mean()) if tr.bound is not None else math.nan,
+                "ratio": ratio,
+                "seconds": tr.seconds,
+            }
+        )
+    title = (
+        f"{args.stream} {json.dumps(params) if params else ''}, {problem.name} loss, d={data.shape}, T={args.T}, "
+        f"{args.seeds} seeds, {domain.name} (D={float(domain.diameter):.3g}), η={args.eta}"
+    )
+    if not args.no_plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig = plots.regret_figure(traces, title=title)
+        fig.savefig(out / "regret.png", dpi=110)
+        plt.close(fig)
+    argv = {k: v for k, v in vars(args).items() if not k.startswith("_") and not callable(v)}
+    storage.write_json(out / "summary.json", {"title": title, "rows": rows, "args": argv})
+    w = max(len(r["method"]) for r in rows)
+    print(title)
+    print(
+        f"{'method':<{w}}  {'memory':>7}  {'regret interval at T':>24}  {'width':>8}  {'bound':>9}  {'max ratio':>9}"
+    )
+    for r in rows:
+        interval = f"[{_fmt(r['regret_lower'])}, {_fmt(r['regret_upper'])}]"
+        print(
+            f"{r['method']:<{w}}  {r['memory']:>7}  {interval:>24}  {r['width']:>8.2g}  {_fmt(r['bound']):>9}  "
+            f"{_fmt(r['ratio']):>9}"
+        )
+    print(
+        f"results: {out}/ ({len(rows)} runs, {'no plot' if args.no_plot else 'regret.png'}); "
+        f"{time.perf_counter() - t_start:.1f} s"
+    )
+    bad = [r for r in rows if math.isfinite(r["ratio"]) and r["ratio"] > 1]
+    return 1 if bad else 0
