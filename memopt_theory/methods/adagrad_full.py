@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from memopt_theory.linalg import pinv_power_values, sym_eigh
+from memopt_theory.linalg import default_rtol, sym_eigh
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
@@ -48,8 +48,15 @@ def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -
 
 
 def _h_eigs(lam: Tensor, config: Config) -> Tensor:
-    """Eigenvalues of H_t from those of S_t (clamped at 0)."""
-    lam = lam.clamp_min(0)
+    """Eigenvalues of H_t from those of S_t.
+
+    ``eigh`` returns the null space of a singular S_t as eigenvalues of size ≈ ε·λ_1 (either sign); their
+    square roots ≈ √ε·√λ_1 would pass any cutoff applied to H, so the §0 cutoff is applied to S_t itself:
+    eigenvalues ≤ τ·λ_1(S_t), τ = N·ε_mach, are set to exactly 0 before the root.
+    """
+    tau = default_rtol(lam.shape[-1], lam.dtype)
+    top = lam.amax(dim=-1, keepdim=True).clamp_min(0)
+    lam = torch.where(lam > tau * top, lam, torch.zeros_like(lam))
     if config.delta_mode == "inside":
         return (lam + config.delta).sqrt()
     return lam.sqrt() + config.delta
@@ -65,7 +72,7 @@ def update(grad: Tensor, state: State, config: Config, *, param: Tensor | None =
     S = state.S + v.unsqueeze(-1) * v.unsqueeze(-2)
     lam, Q = sym_eigh(S)
     h = _h_eigs(lam, config)
-    hinv = pinv_power_values(h, -1.0)  # pseudo-inverse of H: zero below τ·max h (§0)
+    hinv = torch.where(h > 0, 1.0 / torch.where(h > 0, h, torch.ones_like(h)), torch.zeros_like(h))  # H^+
     u = Q @ (hinv * (Q.transpose(-1, -2) @ v.to(Q.dtype).unsqueeze(-1)).squeeze(-1)).unsqueeze(-1)
     return u.squeeze(-1).reshape(grad.shape).to(grad.dtype), State(S=S, shape=state.shape)
 
