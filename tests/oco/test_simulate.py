@@ -13,7 +13,7 @@ from memopt_theory import storage
 from online_convex import simulate
 from online_convex.domains import make_domain
 from online_convex.learners import Learner
-from online_convex.problems import RoundData, get_problem
+from online_convex.problems import RoundData
 from online_convex.streams import make_stream
 
 
