@@ -76,6 +76,20 @@ def test_top_k_against_exact_on_a_gapped_spectrum(method):
     )
 
 
+def test_exact_with_k_keeps_every_eigenvalue_and_the_top_k_vectors():
+    """k < d under eigh: the whole spectrum (metrics need it) but only the leading k vectors are kept."""
+    d, k = 120, 5
+    F, lam, _ = _gapped(d, k, seed=5)
+    full, part = decompose(F), decompose(F, k=k)
+    assert part.exact and part.eigvals.shape == (d,) and part.eigvecs.shape == (d, k)
+    np.testing.assert_allclose(
+        part.eigvals, full.eigvals, rtol=0, atol=10 * d * EPS * lam[0]
+    )  # two eigh: round-off
+    # eigenvalues ≥ 20 apart over ‖F‖ = 200: eigenvectors agree to ~d·ε·200/20
+    np.testing.assert_allclose(_align(part.eigvecs, full.eigvecs[:, :k]), full.eigvecs[:, :k], atol=1e-11)
+    assert np.all(part.eigvecs[np.abs(part.eigvecs).argmax(0), np.arange(k)] > 0)
+
+
 def test_auto_switches_at_exact_max_dim():
     F, _, _ = _gapped(60, 3)
     assert decompose(F, k=3, exact_max_dim=60).exact
