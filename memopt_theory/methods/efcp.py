@@ -18,6 +18,10 @@ m_t := c_t (β1 = 0) through the stored r×r Gram; the caller applies x ← x �
 State: values + indices (rk), e (N), Gram (r²), t: rk + N + r² + 1 scalars, rk·b_idx bits (E.2's rk + d + r² plus
 the ring counter).
 
+**Low rank** (``compressor="lowrank"``; LR-MFAC): the parameter as (rows × rest), PowerSGD rank r with EF,
+warm-started at the previous row's Q; the Gram from ⟨P_1Q_1ᵀ, P_2Q_2ᵀ⟩ = Σ(P_1ᵀP_2) ⊙ (Q_1ᵀQ_2); direction
+λ^{−1}PQᵀ − Σ_jc_jP_jQ_jᵀ; EMA momentum. Ring memory m·r(a + b) + N (EF). See methods/_windows.py.
+
 Oracles: density 1 ⇒ e ≡ 0 and ef_mfac ≡ mfac (μ = 0, wd = 0, lr = 1), ef_ggt ≡ ggt (β1 = 0, β2 = 1); the D2
 identity Σc = Σg − e. No guarantee beyond D2; no H-norm metric (unconstrained only).
 """
@@ -25,33 +29,25 @@ identity Σc = Σg − e. No guarantee beyond D2; no H-norm metric (unconstraine
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from memopt_theory.compressors import EFState, ErrorFeedback, TopK, k_of_density
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
+from memopt_theory.methods import _windows as W
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
-from memopt_theory.methods.ggt import ggt_coefficients, ring_slot
+from memopt_theory.methods.ggt import ggt_coefficients
 from memopt_theory.methods.mfac import replace_row_col, woodbury_coefficients, woodbury_setup
 from memopt_theory.validation import check_choice, check_int, check_real, numel
-
-
-def index_dtype(n: int) -> torch.dtype:
-    """The narrowest of int32/int64 holding indices < n."""
-    return torch.int32 if n < 2**31 else torch.int64
-
-
-def index_bits(n: int) -> int:
-    return 32 if n < 2**31 else 64
 
 
 @dataclass(frozen=True, kw_only=True)
 class MFACConfig:
     """S-MFAC: ``window`` m ≥ 1, ``damp`` λ > 0, ``density`` ∈ (0, 1], heavy-ball ``momentum`` μ ∈ [0, 1),
-    ``lr`` η > 0, ``weight_decay`` ≥ 0 and ``wd_mode`` ∈ {'wd', 'reg', 'both'} (§D5 step 4/6)."""
+    ``lr`` η > 0, ``weight_decay`` ≥ 0 and ``wd_mode`` ∈ {'wd', 'reg', 'both'} (§D5 step 4/6); ``compressor``
+    'topk' (density) or 'lowrank' (``rank`` r ≥ 1, power iteration seeded by ``seed``; LR-MFAC, EMA momentum)."""
 
     window: int = 1024
     damp: float = 1e-4
@@ -60,9 +56,13 @@ class MFACConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     wd_mode: str = "wd"
+    compressor: str = "topk"
+    rank: int = 4
+    seed: int = 0
 
     def __post_init__(self) -> None:
         w = "ef_mfac.Config"
+        _check_compressor(self, w)
         check_int(self.window, "window", where=w, low=1)
         check_real(self.damp, "damp", where=w, low=0.0, low_open=True)
         check_real(self.density, "density", where=w, low=0.0, high=1.0, low_open=True)
@@ -74,27 +74,26 @@ class MFACConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class GGTConfig:
-    """Sparse GGT: ``window`` r ≥ 1, ``density`` ∈ (0, 1], ε > 0 (δ-outside damping)."""
+    """Sparse GGT: ``window`` r ≥ 1, ``density`` ∈ (0, 1], ε > 0 (δ-outside damping); ``compressor`` 'topk'
+    or 'lowrank' (``rank``, ``seed``)."""
 
     window: int = 100
     density: float = 0.01
     eps: float = 1e-5
+    compressor: str = "topk"
+    rank: int = 4
+    seed: int = 0
 
     def __post_init__(self) -> None:
         w = "ef_ggt.Config"
+        _check_compressor(self, w)
         check_int(self.window, "window", where=w, low=1)
         check_real(self.density, "density", where=w, low=0.0, high=1.0, low_open=True)
         check_real(self.eps, "eps", where=w, low=0.0, low_open=True)
 
 
-class SparseRing(NamedTuple):
-    values: Tensor  # batch + (m, k)
-    indices: Tensor  # batch + (m, k), int32/int64
-    e: Tensor  # batch + (N,): error feedback buffer
-
-
 class MFACState(NamedTuple):
-    ring: SparseRing
+    ring: Any  # _windows.SparseRing or LowRankRing
     K: Tensor
     D: Tensor
     B: Tensor
@@ -105,41 +104,28 @@ class MFACState(NamedTuple):
 
 
 class GGTState(NamedTuple):
-    ring: SparseRing
+    ring: Any  # _windows.SparseRing or LowRankRing
     gram: Tensor  # batch + (r, r)
     t: Tensor
     shape: Static
 
 
-def _ring_init(shape, window, density, batch, dtype, device, where) -> SparseRing:
-    n = numel(shape)
-    k = k_of_density(density, n, where=where)
-    return SparseRing(
-        values=torch.zeros(batch + (window, k), dtype=dtype, device=device),
-        indices=torch.zeros(batch + (window, k), dtype=index_dtype(n), device=device),
-        e=torch.zeros(batch + (n,), dtype=dtype, device=device),
-    )
+def _ring_init(shape, config, batch, dtype, device, where):
+    if config.compressor == "topk":
+        return W.sparse_init(shape, config.window, config.density, batch, dtype, device, where)
+    return W.lowrank_init(shape, config.window, config.rank, batch, dtype, device, where)
 
 
-def _ring_insert(ring: SparseRing, g: Tensor, t: Tensor) -> tuple[Tensor, SparseRing, Tensor, Tensor]:
-    """EF top-k of g (batch + (N,)) into slot t mod m; returns (c dense, new ring, one-hot slot, C c)."""
-    m, k = ring.values.shape[-2:]
-    c, (vals, idx), ef = ErrorFeedback(TopK(k=k)).step(g, EFState(e=ring.e, comp=None))
-    oh = ring_slot(t, m)
-    values = ring.values * (1 - oh.unsqueeze(-1)) + oh.unsqueeze(-1) * vals.unsqueeze(-2)
-    indices = torch.where(oh.unsqueeze(-1) > 0, idx.to(ring.indices.dtype).unsqueeze(-2), ring.indices)
-    # ⟨c_j, c⟩ for every ring row j by sparse dots: gather c at the row's indices
-    dense = c.unsqueeze(-2).expand(*c.shape[:-1], m, c.shape[-1])
-    Cc = (torch.gather(dense, -1, indices.long()) * values).sum(-1)
-    return c, SparseRing(values=values, indices=indices, e=ef.e), oh, Cc
+def _ring_memory(shape, config, where) -> tuple[int, int]:
+    if config.compressor == "topk":
+        return W.sparse_memory(shape, config.window, config.density, where)
+    return W.lowrank_memory(shape, config.window, config.rank, where), 0
 
 
-def _ring_transpose_apply(ring: SparseRing, coef: Tensor, n: int) -> Tensor:
-    """Σ_j coef_j c_j (batch + (N,)) by a scatter-add of the stored values."""
-    batch = coef.shape[:-1]
-    src = (coef.unsqueeze(-1) * ring.values).reshape(*batch, -1)
-    out = torch.zeros(batch + (n,), dtype=coef.dtype, device=coef.device)
-    return out.scatter_add(-1, ring.indices.long().reshape(*batch, -1), src)
+def _check_compressor(config, where: str) -> None:
+    check_choice(config.compressor, "compressor", ("topk", "lowrank"), where=where)
+    check_int(config.rank, "rank", where=where, low=1)
+    check_int(config.seed, "seed", where=where, low=0)
 
 
 def mfac_init(shape, config: MFACConfig, *, batch=(), dtype=torch.float64, device=None) -> MFACState:
@@ -151,7 +137,7 @@ def mfac_init(shape, config: MFACConfig, *, batch=(), dtype=torch.float64, devic
     D, B, den = woodbury_setup(z, config.damp)
     n = numel(shape)
     return MFACState(
-        ring=_ring_init(shape, m, config.density, batch, dtype, device, "ef_mfac.init"),
+        ring=_ring_init(shape, config, batch, dtype, device, "ef_mfac.init"),
         K=z,
         D=D,
         B=B,
@@ -168,18 +154,18 @@ def mfac_update(grad: Tensor, state: MFACState, config: MFACConfig, *, param: Te
     batch = tuple(state.t.shape)
     g = prepare_grad(grad, batch + shape, state.K.dtype, where="ef_mfac.update").reshape(*batch, -1)
     check_param(param, batch + shape, where="ef_mfac.update", needed=config.weight_decay > 0)
-    n = g.shape[-1]
-    c, ring, oh, Cc = _ring_insert(state.ring, g, state.t)
+    c, ring, oh, Cc = W.insert(state.ring, g, state.t, seed=config.seed)
     K = replace_row_col(state.K, oh, Cc)
     D, B, den = woodbury_setup(K, config.damp)
     coef = woodbury_coefficients(Cc, D, B, den, config.damp)
-    u = c / config.damp - _ring_transpose_apply(ring, coef, n)
+    u = c / config.damp - W.combine(ring, coef)
     w = param.to(g.dtype).reshape(*batch, -1) if config.weight_decay > 0 else None
     if w is not None and config.wd_mode in ("reg", "both"):
         u = u + (config.weight_decay / config.damp) * w
     v = state.v
-    if v is not None:
-        v = config.momentum * v + u
+    if v is not None:  # heavy ball for S-MFAC, EMA for LR-MFAC (§D5)
+        ema = config.compressor == "lowrank"
+        v = config.momentum * v + ((1 - config.momentum) * u if ema else u)
         u = v
     step = config.lr * u
     if w is not None and config.wd_mode in ("wd", "both"):
@@ -190,13 +176,12 @@ def mfac_update(grad: Tensor, state: MFACState, config: MFACConfig, *, param: Te
 
 def mfac_memory(shape, config: MFACConfig) -> int:
     n, m = numel(shape), config.window
-    k = k_of_density(config.density, n, where="ef_mfac.memory")
-    return m * k + n + 3 * m * m + m + 1 + (n if config.momentum > 0 else 0)
+    ring, _ = _ring_memory(tuple(shape), config, "ef_mfac.memory")
+    return ring + 3 * m * m + m + 1 + (n if config.momentum > 0 else 0)
 
 
 def mfac_bits(shape, config: MFACConfig) -> int:
-    n = numel(shape)
-    return config.window * k_of_density(config.density, n, where="ef_mfac.bits") * index_bits(n)
+    return _ring_memory(tuple(shape), config, "ef_mfac.bits")[1]
 
 
 def ggt_init(shape, config: GGTConfig, *, batch=(), dtype=torch.float64, device=None) -> GGTState:
@@ -205,7 +190,7 @@ def ggt_init(shape, config: GGTConfig, *, batch=(), dtype=torch.float64, device=
     dtype = resolve_dtype(dtype, where="ef_ggt.init")
     r = config.window
     return GGTState(
-        ring=_ring_init(shape, r, config.density, batch, dtype, device, "ef_ggt.init"),
+        ring=_ring_init(shape, config, batch, dtype, device, "ef_ggt.init"),
         gram=torch.zeros(batch + (r, r), dtype=dtype, device=device),
         t=torch.zeros(batch, dtype=dtype, device=device),
         shape=Static(shape),
@@ -217,22 +202,21 @@ def ggt_update(grad: Tensor, state: GGTState, config: GGTConfig, *, param: Tenso
     shape = tuple(state.shape)
     batch = tuple(state.t.shape)
     g = prepare_grad(grad, batch + shape, state.gram.dtype, where="ef_ggt.update").reshape(*batch, -1)
-    c, ring, oh, Cc = _ring_insert(state.ring, g, state.t)
+    c, ring, oh, Cc = W.insert(state.ring, g, state.t, seed=config.seed)
     gram = replace_row_col(state.gram, oh, Cc)
     alpha = ggt_coefficients(gram, Cc, config.eps)
-    u = _ring_transpose_apply(ring, alpha, g.shape[-1]) + c / config.eps
+    u = W.combine(ring, alpha) + c / config.eps
     new = GGTState(ring=ring, gram=gram, t=state.t + 1, shape=state.shape)
     return u.reshape(batch + shape).to(grad.dtype), new
 
 
 def ggt_memory(shape, config: GGTConfig) -> int:
-    n, r = numel(shape), config.window
-    return r * k_of_density(config.density, n, where="ef_ggt.memory") + n + r * r + 1
+    r = config.window
+    return _ring_memory(tuple(shape), config, "ef_ggt.memory")[0] + r * r + 1
 
 
 def ggt_bits(shape, config: GGTConfig) -> int:
-    n = numel(shape)
-    return config.window * k_of_density(config.density, n, where="ef_ggt.bits") * index_bits(n)
+    return _ring_memory(tuple(shape), config, "ef_ggt.bits")[1]
 
 
 def metric(state, config) -> None:

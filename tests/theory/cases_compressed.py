@@ -22,12 +22,16 @@ CASES = {
     "ef_mfac": Case(
         _efm(window=3, damp=0.5, density=0.5, momentum=0.5, lr=0.1, weight_decay=0.1, wd_mode="both"),
         shapes=((1,), (5,), (3, 4), (10, 10)),
-        extra_configs=(_efm(window=4, damp=1.0, density=0.01), _efm(window=2, density=1.0, wd_mode="reg")),
+        extra_configs=(
+            _efm(window=4, damp=1.0, density=0.01),
+            _efm(window=2, density=1.0, wd_mode="reg"),
+            _efm(window=3, compressor="lowrank", rank=2, momentum=0.5),
+        ),
     ),
     "ef_ggt": Case(
         _efg(window=3, density=0.5, eps=1e-2),
         shapes=((1,), (5,), (3, 4), (10, 10)),
-        extra_configs=(_efg(window=2, density=0.01),),
+        extra_configs=(_efg(window=2, density=0.01), _efg(window=3, compressor="lowrank", rank=1)),
     ),
     "smmf": Case(
         _smmf(lr=0.1, weight_decay=0.01),

@@ -362,3 +362,57 @@ def test_full_step_bad_gradient_state_unchanged(name):
         with pytest.raises(ValueError, match="dense tensor|grad must be finite"):
             mod.update(g, st_, case.config, param=w)
         _assert_same(st_, before)
+
+
+# ---- low-rank EFCP (LR-MFAC, §D5) --------------------------------------------------------------------
+
+
+def _lowrank_window(ring):
+    """The dense window rows P_jQ_jᵀ, flattened: (m, N)."""
+    return (ring.P @ ring.Q.transpose(-1, -2)).reshape(ring.P.shape[0], -1)
+
+
+@pytest.mark.parametrize("shape, rank", [((6, 5), 2), ((4, 3, 2), 1), ((7,), 3)])
+def test_lr_mfac_equals_brute_force_on_its_window_and_ef_identity(shape, rank):
+    """Direction = lr·solve(λI + CᵀC/m, c_t) with C the low-rank rows P_jQ_jᵀ; Σc = Σg − e (T ≤ m);
+    a 1-D tensor (rows × rest = (1, N)) is compressed exactly, so e = 0."""
+    T, m, damp, lr = 5, 6, 0.4, 0.3
+    G = _grads(T, shape, 8)
+    mod = methods.get("ef_mfac")
+    cfg = mod.Config(window=m, damp=damp, lr=lr, compressor="lowrank", rank=rank)
+    st_ = mod.init(shape, cfg)
+    n = G[0].numel()
+    for t in range(T):
+        u, st_ = mod.update(G[t], st_, cfg)
+        C = _lowrank_window(st_.ring)
+        want = lr * torch.linalg.solve(damp * torch.eye(n, dtype=torch.float64) + C.T @ C / m, C[t])
+        torch.testing.assert_close(u.reshape(-1), want, rtol=1e-10, atol=1e-10 * float(want.abs().max()))
+        assert int(torch.linalg.matrix_rank(C[t].reshape(st_.ring.e.shape))) <= rank
+    e = st_.ring.e.reshape(-1)
+    torch.testing.assert_close(C.sum(0), G.reshape(T, -1).sum(0) - e, rtol=0, atol=1e-12)
+    if len(shape) == 1:
+        assert float(e.abs().max()) < 1e-13
+
+
+def test_lowrank_ef_ggt_equals_d_by_d_and_batch_equals_loop():
+    mod = methods.get("ef_ggt")
+    cfg = mod.Config(window=3, compressor="lowrank", rank=1, eps=0.05)
+    G = _grads(5, (2, 4, 3), 9)  # seeds × (4, 3)
+    st_ = mod.init((4, 3), cfg, batch=(2,))
+    singles = [mod.init((4, 3), cfg) for _ in range(2)]
+    for t in range(5):
+        u, st_ = mod.update(G[t], st_, cfg)
+        for i in range(2):
+            ui, singles[i] = mod.update(G[t, i], singles[i], cfg)
+            torch.testing.assert_close(u[i], ui, rtol=1e-10, atol=1e-12)  # batched BLAS order only
+        C = _lowrank_window(type(st_.ring)(*(x[0] for x in st_.ring)))
+        want = _dd_ggt(C, C[t % 3], 0.05)
+        torch.testing.assert_close(u[0].reshape(-1), want, rtol=1e-9, atol=1e-9 * float(want.abs().max()))
+
+
+def test_lowrank_rank_above_min_dimension_is_refused():
+    mod = methods.get("ef_mfac")
+    with pytest.raises(ValueError, match=r"rank must be <= min\(rows, rest\) = 3"):
+        mod.init((3, 8), mod.Config(compressor="lowrank", rank=4))
+    with pytest.raises(ValueError, match="compressor must be one of 'topk', 'lowrank'"):
+        mod.Config(compressor="svd")
