@@ -1,0 +1,304 @@
+"""online_convex.comparator: on cases whose minimiser is constructed analytically, [lower, value] contains the
+true min_K F_t and the regret interval contains the true regret; the certificate is tight (gap ≤ rtol·scale)
+on smooth cases; unbounded problems and bad input raise clear errors.
+
+Tolerances: ``ROUND`` is the float64 rounding of a sum of t ≤ 200 losses of size O(10): ~200·10·ε ≈ 5e-13;
+1e-10·(1 + |min|) leaves room without hiding a real error (a wrong comparator is off by ≥ 1e-6 here).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import minimize
+
+from online_convex.comparator import best_fixed_point, dual_lower_bound
+from online_convex.domains import make_domain
+from online_convex.problems import RoundData, get_problem
+
+F64 = torch.float64
+
+
+def ROUND(m: float) -> float:
+    return 1e-10 * (1 + abs(m))
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def contains(res, true_min: torch.Tensor, rtol: float | None = None) -> None:
+    for b in range(true_min.numel()):
+        m = float(true_min.reshape(-1)[b])
+        lo, val = float(res.lower.reshape(-1)[b]), float(res.value.reshape(-1)[b])
+        assert lo <= m + ROUND(m) and val >= m - ROUND(m), (lo, m, val)
+        if rtol is not None:
+            assert val - lo <= rtol * (1 + abs(val)) + ROUND(m), (lo, m, val)
+
+
+# --- linear: closed forms ----------------------------------------------------------------------------------------
+def test_linear_closed_forms_gap_zero():
+    """min_K ⟨c, x⟩, c = Σ a_s: −R‖c‖ (ball), Σ_i min(lo·c_i, hi·c_i) (box), R·min_i c_i (simplex), −R·σ_1(C)
+    (nuclear ball); the LMO solves them exactly, so the gap is at rounding level."""
+    a = torch.randn(30, 2, 3, 4, generator=gen(0), dtype=F64)
+    data = RoundData(a, torch.zeros(30, 2, dtype=F64))
+    c = a.sum(0).reshape(2, 12)
+    C = a.sum(0)
+    cases = {
+        ("l2_ball", (("radius", 2.0),)): -2.0 * c.norm(dim=-1),
+        ("box", (("lo", -1.0), ("hi", 0.5))): torch.minimum(-c, 0.5 * c).sum(-1),
+        ("simplex", (("radius", 3.0),)): 3.0 * c.min(-1).values,
+        ("nuclear_ball", (("radius", 1.5),)): -1.5 * torch.linalg.matrix_norm(C, ord=2),
+    }
+    for (name, params), true_min in cases.items():
+        res = best_fixed_point("linear", data, make_domain(name, (3, 4), **dict(params)), 30)
+        contains(res, true_min, rtol=1e-12)
+
+
+# --- least squares: minimisers built from the normal equations ---------------------------------------------
+def ls_case(t: int, n: int, radius: float, boundary: bool, seed: int):
+    """A (t×n, full column rank), x* with ‖x*‖ = radius·(1 if boundary else ½), y = Ax* + μA(AᵀA)⁻¹x* + r with
+    r ⟂ range A and μ = 1 on the boundary (0 inside). Then Aᵀ(Ax* − y) = −μx*: the KKT condition of the ball
+    with multiplier μ ≥ 0, so x* = argmin_{‖x‖≤R} ½‖Ax − y‖², min = ½‖μA(AᵀA)⁻¹x* + r‖² (also the unconstrained
+    min when μ = 0)."""
+    g = gen(seed)
+    A = torch.randn(t, n, generator=g, dtype=F64)
+    x = torch.randn(n, generator=g, dtype=F64)
+    x = x / x.norm() * radius * (1.0 if boundary else 0.5)
+    r = torch.randn(t, generator=g, dtype=F64)
+    Q = torch.linalg.qr(A).Q
+    r = r - Q @ (Q.T @ r)  # ⟂ range A
+    mu = 1.0 if boundary else 0.0
+    y = A @ x + mu * A @ torch.linalg.solve(A.T @ A, x) + r
+    return A, y, x, 0.5 * float(((A @ x - y) ** 2).sum())
+
+
+@pytest.mark.parametrize("boundary", [False, True])
+@pytest.mark.parametrize("shape", [(5,), (2, 3)], ids=str)
+def test_least_squares_ball_known_minimiser(boundary, shape):
+    n = math.prod(shape)
+    cases = [ls_case(40, n, 1.5, boundary, seed) for seed in range(3)]  # three seeds, one batch
+    data = RoundData(
+        torch.stack([c[0] for c in cases], 1).reshape(40, 3, *shape), torch.stack([c[1] for c in cases], 1)
+    )
+    res = best_fixed_point("least_squares", data, make_domain("l2_ball", shape, radius=1.5), 40, rtol=1e-10)
+    contains(res, torch.tensor([c[3] for c in cases], dtype=F64), rtol=1e-10)
+    # the minimiser is unique (A has full column rank): Newton lands on it to ~√(gap/λ_min) ≈ 1e-6
+    torch.testing.assert_close(res.x.reshape(3, n), torch.stack([c[2] for c in cases]), rtol=1e-5, atol=1e-5)
+    if not boundary:  # inside the ball it is also the unconstrained minimiser
+        res_u = best_fixed_point("least_squares", data, make_domain("unconstrained", shape), 40)
+        contains(res_u, torch.tensor([c[3] for c in cases], dtype=F64), rtol=1e-12)
+
+
+def test_least_squares_box_and_simplex_known_minimiser():
+    """Box: y = Ax* − A(AᵀA)⁻¹κ gives ∇F(x*) = Aᵀ(Ax* − y) = κ; the box KKT conditions ask κ_i ≤ 0 where x*_i
+    is at the upper bound, κ_i ≥ 0 at the lower bound and κ_i = 0 inside, so x* is the minimiser.
+    Simplex: x* > 0 and y = Ax* + A(AᵀA)⁻¹(ν·1) give ∇F(x*) = −ν1, orthogonal to the simplex's directions
+    (Σ_i d_i = 0): KKT holds with multiplier ν and no active bound."""
+    g = gen(4)
+    A = torch.randn(50, 4, generator=g, dtype=F64)
+    Minv = torch.linalg.inv(A.T @ A)
+    x_box = torch.tensor([0.5, -1.0, 0.1, -0.3], dtype=F64)  # upper, lower, inside, inside of [−1, 0.5]
+    kappa = torch.tensor([-2.0, 3.0, 0.0, 0.0], dtype=F64)  # ∇F = κ: −2 at the upper bound, +3 at the lower
+    y = A @ x_box - A @ (Minv @ kappa)
+    data = RoundData(A[:, None], y[:, None])
+    true_min = 0.5 * ((A @ x_box - y) ** 2).sum()
+    res = best_fixed_point("least_squares", data, make_domain("box", (4,), lo=-1.0, hi=0.5), 50)
+    contains(res, true_min.reshape(1), rtol=1e-9)
+    x_sim = torch.tensor([0.2, 0.3, 0.4, 0.1], dtype=F64)
+    y = A @ x_sim + A @ (Minv @ torch.full((4,), 0.7, dtype=F64))
+    data = RoundData(A[:, None], y[:, None])
+    true_min = 0.5 * ((A @ x_sim - y) ** 2).sum()
+    res = best_fixed_point("least_squares", data, make_domain("simplex", (4,), radius=1.0), 50)
+    contains(res, true_min.reshape(1), rtol=1e-9)
+    torch.testing.assert_close(res.x[0], x_sim, rtol=1e-5, atol=1e-5)
+
+
+def test_least_squares_nuclear_ball_exact_fit():
+    """y_s = ⟨a_s, X*⟩ with ‖X*‖_* < R: min = 0 at X*; FISTA reaches the certified rtol."""
+    g = gen(5)
+    X = torch.randn(2, 3, generator=g, dtype=F64)
+    X = X / torch.linalg.svdvals(X).sum()  # ‖X*‖_* = 1 < R = 2
+    a = torch.randn(60, 1, 2, 3, generator=g, dtype=F64)
+    data = RoundData(a, (a * X).sum((-1, -2)))
+    res = best_fixed_point(
+        "least_squares", data, make_domain("nuclear_ball", (2, 3), radius=2.0), 60, rtol=1e-9
+    )
+    contains(res, torch.zeros(1), rtol=1e-9)
+
+
+# --- logistic and hinge: symmetric pairs give the minimum in closed form ----------------------------------------
+def pair_data(t: int, shape, seed: int, batch: int = 2, zero_sum: bool = False) -> RoundData:
+    """Each a_s appears with y = +1 and y = −1, so f(x) summed over a pair is φ(p) + φ(−p), even and convex in p:
+    logistic 2·log 2 + …, minimal (= 2 log 2) at p = 0; hinge max(0, 1 − p) + max(0, 1 + p) = 2 for |p| ≤ 1.
+    Hence min_K F = t·log 2 (logistic) or t (hinge) whenever some x ∈ K has ⟨a_s, x⟩ = 0 for all s (x = 0 in
+    the ball and the box; with zero_sum rows, x = R/N·1 in the simplex)."""
+    a = torch.randn(t // 2, batch, *shape, generator=gen(seed), dtype=F64)
+    if zero_sum:
+        a = a - a.flatten(start_dim=2).mean(-1).reshape(t // 2, batch, *([1] * len(shape)))
+    ones = torch.ones(t // 2, batch, dtype=F64)
+    return RoundData(torch.cat([a, a]), torch.cat([ones, -ones]))
+
+
+DOMAINS = [("l2_ball", {"radius": 1.0}), ("box", {"lo": -0.5, "hi": 0.5}), ("simplex", {"radius": 1.0})]
+
+
+@pytest.mark.parametrize("dom", DOMAINS + [("nuclear_ball", {"radius": 1.0})], ids=lambda d: d[0])
+def test_logistic_pairs_known_minimum(dom):
+    shape = (2, 3)
+    data = pair_data(40, shape, seed=6, zero_sum=dom[0] == "simplex")
+    res = best_fixed_point("logistic", data, make_domain(dom[0], shape, **dom[1]), 40, rtol=1e-10)
+    contains(res, torch.full((2,), 20 * 2 * math.log(2), dtype=F64), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dom", DOMAINS + [("unconstrained", {})], ids=lambda d: d[0])
+def test_hinge_pairs_known_minimum(dom):
+    """LP solvers (box, simplex, R^S) certify to HiGHS' accuracy; the ball's dual ascent still contains t."""
+    data = pair_data(30, (4,), seed=7, zero_sum=dom[0] == "simplex")
+    res = best_fixed_point("hinge", data, make_domain(dom[0], (4,), **dom[1]), 30)
+    contains(
+        res, torch.full((2,), 30.0, dtype=F64), rtol=None if dom[0] == "l2_ball" else 1e-7
+    )  # HiGHS: ~1e-9 duals
+
+
+def test_hinge_separable_with_margin_min_zero():
+    """y_s = sign⟨a_s, w⟩ with |⟨a_s, w⟩| ≥ 1 and w in K: min = 0 at w."""
+    a = torch.randn(40, 1, 3, generator=gen(8), dtype=F64)
+    w = torch.tensor([0.3, -0.2, 0.4], dtype=F64)
+    p = (a * w).sum(-1)
+    keep = p.abs().reshape(-1) >= 0.1
+    a = a[keep] * 10  # margins ≥ 1
+    data = RoundData(a, torch.sign((a * w).sum(-1)))
+    for name, params in [("box", {"lo": -0.5, "hi": 0.5}), ("unconstrained", {})]:
+        res = best_fixed_point("hinge", data, make_domain(name, (3,), **params), data.T)
+        contains(res, torch.zeros(1), rtol=1e-7)
+
+
+# --- against an independent solver, and the regret interval ------------------------------------------------------
+@settings(max_examples=15, deadline=None)
+@given(
+    pname=st.sampled_from(["least_squares", "logistic"]),
+    dom=st.sampled_from(DOMAINS),
+    t=st.integers(1, 25),
+    seed=st.integers(0, 2**16),
+)
+def test_contains_slsqp_minimum_and_true_regret(pname, dom, t, seed):
+    """Random small instances: [lower, value] contains the SLSQP minimum up to SLSQP's own accuracy, and the
+    regret interval [L − value, L − lower] contains L − min F for a learner playing random points of K."""
+    n = 3
+    g = gen(seed)
+    a = torch.randn(t, 1, n, generator=g, dtype=F64)
+    y = torch.randn(t, 1, generator=g, dtype=F64)
+    if pname == "logistic":
+        y = torch.where(y >= 0, 1.0, -1.0).to(F64)
+    data = RoundData(a, y)
+    pb, domain = get_problem(pname), make_domain(dom[0], (n,), **dom[1])
+    res = best_fixed_point(pb, data, domain, t, rtol=1e-10)
+    A, Y = a[:, 0].numpy(), y[:, 0].numpy()
+    f = (
+        (lambda x: 0.5 * ((A @ x - Y) ** 2).sum())
+        if pname == "least_squares"
+        else (lambda x: np.logaddexp(0, -Y * (A @ x)).sum())
+    )
+    cons, bounds = [], None
+    if dom[0] == "l2_ball":
+        cons = [{"type": "ineq", "fun": lambda x: 1.0 - x @ x}]
+    elif dom[0] == "box":
+        bounds = [(-0.5, 0.5)] * n
+    else:
+        bounds, cons = [(0, None)] * n, [{"type": "eq", "fun": lambda x: x.sum() - 1.0}]
+    ref = minimize(
+        f,
+        np.full(n, 1 / n),
+        method="SLSQP",
+        bounds=bounds,
+        constraints=cons,
+        options={"ftol": 1e-14, "maxiter": 500},
+    )
+    m_ref = float(ref.fun)
+    # SLSQP's point may be infeasible by ~1e-10 and sub-optimal by ~1e-9: the interval must overlap [m_ref ± 1e-7]
+    assert float(res.lower[0]) <= m_ref + 1e-7 * (1 + abs(m_ref))
+    assert float(res.value[0]) <= m_ref + 1e-7 * (1 + abs(m_ref))  # ours is at least as good as SLSQP
+    assert bool(domain.contains(res.x, atol=1e-9))
+    # a learner playing random points of K: L_t − F(x̂) ≤ L_t − min F ≤ L_t − lower, since value ≥ min ≥ lower
+    xs = domain.project(torch.randn(t, n, generator=g, dtype=F64) * 2)
+    L = sum(float(pb.loss(xs[s], a[s, 0], y[s, 0])) for s in range(t))
+    true_regret = L - min(m_ref, float(res.value[0]))  # the best value seen bounds min F from above
+    assert L - float(res.value[0]) <= true_regret + 1e-12 and true_regret <= L - float(res.lower[0]) + 1e-12
+
+
+def test_dual_bound_is_weak_duality_for_any_alpha():
+    """D(α) ≤ F(x) for random dual-feasible α and random x ∈ K (Fenchel–Young), every problem."""
+    data = pair_data(20, (3,), seed=9, batch=1)
+    ball = make_domain("l2_ball", (3,), radius=1.0)
+    for name in ("least_squares", "logistic", "hinge"):
+        pb = get_problem(name)
+        for s in range(5):
+            u = torch.rand(20, 1, generator=gen(s), dtype=F64)
+            alpha = (
+                -data.y * u if name != "least_squares" else torch.randn(20, 1, generator=gen(s), dtype=F64)
+            )
+            x = ball.project(torch.randn(1, 3, generator=gen(s + 50), dtype=F64))
+            assert (
+                float(dual_lower_bound(pb, data, 20, ball, alpha))
+                <= float(pb.total_loss(x, data, 20)) + 1e-12
+            )
+
+
+def test_batch_equals_per_seed():
+    data = pair_data(20, (3,), seed=10, batch=3)
+    ball = make_domain("l2_ball", (3,), radius=0.3)
+    full = best_fixed_point("logistic", data, ball, 17)
+    for b in range(3):
+        one = best_fixed_point("logistic", RoundData(data.a[:, b], data.y[:, b]), ball, 17)
+        # each seed's Newton path is the same arithmetic; stopping differs by at most one extra step
+        assert abs(float(one.value) - float(full.value[b])) <= 1e-9 * (1 + abs(float(one.value)))
+
+
+def test_t_end_zero_and_radius_option():
+    data = RoundData(torch.randn(5, 2, 3, generator=gen(11), dtype=F64), torch.zeros(5, 2, dtype=F64))
+    res = best_fixed_point("linear", data, make_domain("l2_ball", (3,), radius=1.0), 0)
+    assert torch.equal(res.value, torch.zeros(2, dtype=F64)) and torch.equal(
+        res.gap, torch.zeros(2, dtype=F64)
+    )
+    unc = make_domain("unconstrained", (3,))
+    with pytest.raises(ValueError, match="infimum −inf over R\\^S; pick a bounded domain .* or pass radius="):
+        best_fixed_point("linear", data, unc, 5)
+    res = best_fixed_point("linear", data, unc, 5, radius=2.0)
+    assert "radius 2.0" in res.note
+    contains(res, -2.0 * data.a.sum(0).norm(dim=-1), rtol=1e-12)
+    # separable logistic data: the infimum 0 is not attained on R^S
+    a = torch.randn(10, 1, 3, generator=gen(12), dtype=F64)
+    sep = RoundData(a, torch.sign(a[..., 0]))
+    with pytest.raises(ValueError, match=r"seed\(s\) \[0\] are separable.*radius="):
+        best_fixed_point("logistic", sep, unc, 10)
+    res = best_fixed_point("logistic", sep, unc, 10, radius=1.0)
+    assert bool((res.gap <= 1e-9 * (1 + res.value.abs())).all())
+
+
+def test_bad_input():
+    data = RoundData(torch.randn(5, 3, dtype=F64), torch.zeros(5, dtype=F64))
+    ball = make_domain("l2_ball", (3,), radius=1.0)
+    with pytest.raises(
+        ValueError, match=r"the domain has shape \(4,\); the data's rounds have parameter shape \(3,\)"
+    ):
+        best_fixed_point("linear", data, make_domain("l2_ball", (4,), radius=1.0), 5)
+    with pytest.raises(ValueError, match="t_end must be <= 5; got 6"):
+        best_fixed_point("linear", data, ball, 6)
+    with pytest.raises(ValueError, match="unknown problem 'ridge'"):
+        best_fixed_point("ridge", data, ball, 5)
+    with pytest.raises(ValueError, match=r"rtol must be in \(0.0, 1.0\)"):
+        best_fixed_point("linear", data, ball, 5, rtol=0.0)
+    with pytest.raises(ValueError, match="radius= only applies to the unconstrained domain"):
+        best_fixed_point("linear", data, ball, 5, radius=1.0)
+    with pytest.raises(ValueError, match=r"radius must be in \(0.0, inf\]"):
+        best_fixed_point("linear", data, make_domain("unconstrained", (3,)), 5, radius=-1.0)
+    with pytest.raises(ValueError, match="labels y must be -1 or \\+1"):
+        best_fixed_point("hinge", data, ball, 5)
+    with pytest.raises(TypeError, match="domain must be a Domain"):
+        best_fixed_point("linear", data, "l2_ball", 5)
