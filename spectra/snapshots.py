@@ -112,7 +112,8 @@ def decompose(
         method = "eigh" if d <= exact_max_dim else "randomized"
     if k is None and method != "eigh":
         raise ValueError(
-            f"{where}: k is required for method={method!r} (d={d} > exact_max_dim={exact_max_dim})"
+            f"{where}: k is required for method={method!r}, which finds the top k eigenpairs only "
+            f"(d={d}, exact_max_dim={exact_max_dim})"
         )
     if k is not None and (type(k) is not int or not 1 <= k <= d):
         raise ValueError(f"{where}: k must be an int in [1, {d}] (d = F.shape[0]); got {k!r}")
@@ -135,6 +136,13 @@ def decompose(
         lam, V = torch.lobpcg(F64, k=kk, X=X0, largest=True)
         order = torch.argsort(lam, descending=True)
         lam, V = lam[order], V[:, order]
+        # lobpcg returns after its iteration cap without saying so; it stops at ‖r_i‖ ≤ √ε(‖F‖ + |λ_i|), so a
+        # residual 30× above that means it did not converge
+        res = float(torch.linalg.vector_norm(F64 @ V - V * lam, dim=0).max())
+        if res > 30 * torch.finfo(torch.float64).eps ** 0.5 * 2 * float(lam.abs().max()):
+            raise RuntimeError(
+                f"{where}: lobpcg did not converge (residual {res:.3g} for d={d}, k={kk}); use method='randomized'"
+            )
     else:
         Q, _, _ = randomized_svd(
             F64.cpu().numpy(), n_components=kk, n_oversamples=10, n_iter=7, random_state=seed, flip_sign=False
@@ -149,6 +157,12 @@ def decompose(
         raise ValueError(
             f"{where}: F must be positive semidefinite; its smallest computed eigenvalue is {float(lam.min())!r} "
             f"< -{tau:.3g} (10·d·ε·‖F‖, the round-off allowed for {F.dtype})"
+        )
+    if method != "eigh" and trace < float(lam.sum()) - d * tau:
+        # the d − k eigenvalues not found sum to tr F − Σ_{i≤k} λ_i, which round-off keeps above −d·τ for PSD F
+        raise ValueError(
+            f"{where}: F must be positive semidefinite; tr F = {trace:.6g} is below the sum of its top {kk} "
+            f"eigenvalues {float(lam.sum()):.6g}, so the others sum to a negative number"
         )
     V = _fix_signs(V)
     return Decomposition(

@@ -128,6 +128,12 @@ def test_round_off_negative_eigenvalues_are_clamped_and_real_ones_refused():
         ValueError, match=r"F must be positive semidefinite; its smallest computed eigenvalue is -0.5"
     ):
         decompose(F)
+    # top-k solvers never see the negative eigenvalues: the exact trace gives them away
+    lam = np.concatenate([[10.0, 9.0], np.full(58, -0.5)])
+    F, _, _ = _factor(60, lam, seed=6)
+    for method in ("randomized", "lobpcg"):
+        with pytest.raises(ValueError, match=r"tr F = -10 is below the sum of its top 2 eigenvalues 19,"):
+            decompose(F, k=2, method=method)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +146,11 @@ def test_round_off_negative_eigenvalues_are_clamped_and_real_ones_refused():
         ({"F": torch.eye(4), "k": 5}, ValueError, r"k must be an int in \[1, 4\].*got 5"),
         ({"F": torch.eye(4), "k": 0}, ValueError, r"k must be an int in \[1, 4\].*got 0"),
         ({"F": torch.eye(4), "method": "svd"}, ValueError, r"method must be one of .*got 'svd'"),
-        ({"F": torch.eye(4), "method": "randomized"}, ValueError, r"k is required for method='randomized'"),
+        (
+            {"F": torch.eye(4), "method": "randomized"},
+            ValueError,
+            r"k is required for method='randomized', which finds the top k",
+        ),
         ({"F": torch.eye(8), "k": 3, "method": "lobpcg"}, ValueError, r"needs d >= 3k; got d=8, k=3"),
         ({"F": torch.eye(4), "exact_max_dim": 0}, ValueError, r"exact_max_dim must be an int >= 1; got 0"),
         ({"F": torch.eye(4), "seed": -1}, ValueError, r"seed must be an int >= 0; got -1"),
@@ -247,3 +257,16 @@ def test_snapshotter_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"factor 'x:kfac_A'.*square"):
         s.maybe_snapshot(0, {"x:kfac_A": torch.ones(2, 3)})
     assert isinstance(decompose(torch.eye(2)), Decomposition)
+
+
+def test_unconverged_lobpcg_is_reported(monkeypatch):
+    """torch.lobpcg returns at its iteration cap without a signal; decompose checks the residual itself."""
+    F, lam, Q = _gapped(60, 3)
+    wrong = torch.from_numpy(np.ascontiguousarray(Q[:, 3:6]))  # orthonormal, but not the top eigenvectors
+
+    def stalled(A, k, X, largest):
+        return torch.as_tensor(lam[:3]), wrong
+
+    monkeypatch.setattr(torch, "lobpcg", stalled)
+    with pytest.raises(RuntimeError, match=r"lobpcg did not converge \(residual .* d=60, k=3\)"):
+        decompose(F, k=3, method="lobpcg")
