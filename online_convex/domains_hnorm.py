@@ -8,7 +8,7 @@ domain            Metric              algorithm
 unconstrained     any                 x = y
 any               Identity / None     Euclidean (domains.py)
 l2_ball           Diagonal, Dense,    eigen-reduction + secular equation (below), exact up to one 1-D root
-                  LowRankPlusScaled,  (scipy.optimize.brentq). Dense: ``eigh`` of H; LowRankPlusScaled: its own
+                  LowRankPlusScaled,  (monotone Newton, batched over seeds, on the device). Dense: ``eigh`` of H; LowRankPlusScaled: its own
                   Kronecker           eigenbasis U ⊕ (I − UUᵀ), O(Nk); Kronecker: ``eigh`` of each factor, O(Σn_i³)
 box               Diagonal            coordinatewise clipping (derivation below)
 simplex           Diagonal            KKT: x_i = max(0, y_i − ν/h_i), Σx_i = R, one root ν (brentq)
@@ -24,7 +24,7 @@ x = y. Otherwise the constraint is active and KKT gives H(x − y) + μx = 0, μ
 x(μ) = (H + μI)^{-1}Hy = Q diag(λ/(λ + μ)) z, with μ the root of
     φ(μ)² = Σ_i z_i² λ_i²/(λ_i + μ)² = R²;
 φ decreases strictly from φ(0⁺)² = Σ_{λ_i>0} z_i² to 0, and φ(λ_max‖y‖/R) ≤ R brackets the root.
-brentq solves 1/R − 1/φ(μ) = 0, nearly linear in μ (Moré & Sorensen 1983), so it converges in a few steps.
+Newton solves 1/φ(μ) − 1/R = 0, concave and nearly linear in μ (Moré & Sorensen 1983): a few steps.
 
 **Singular H, the choice made here.** ‖x − y‖_H does not see the null space of H, so the minimiser is not
 unique. We return lim_{ε→0} Π_K^{H+εI}(y): among the minimisers of ‖x − y‖_H over K, the one nearest to y in
@@ -48,8 +48,6 @@ Hence Π_box^{diag(h)}(y) = clip(y, lo, hi) for every h ≥ 0, independent of h.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -158,50 +156,58 @@ def _eigen_parts(y: Tensor, H: Metric, nb: int):
     raise TypeError(type(H).__name__)
 
 
-def _ball_root(lam: np.ndarray, c2: np.ndarray, R: float) -> float:
-    """μ > 0 with Σ c2_i λ_i²/(λ_i + μ)² = R² (λ_i > 0 only; the caller checks Σ c2_i > R²)."""
+def _ball_mu(lam: Tensor, c2: Tensor, R: float) -> Tensor:
+    """μ ≥ 0 per seed with Σ_i c2_i λ_i²/(λ_i + μ)² = R² (rows where λ_i = 0 carry c2_i = 0), batched.
 
-    def psi(mu: float) -> float:
-        return 1.0 / R - 1.0 / math.sqrt(float(np.sum(c2 * (lam / (lam + mu)) ** 2)))
-
-    hi = float(lam.max()) * math.sqrt(float(c2.sum())) / R
-    if psi(hi) < 0:  # rounding at the bracket's end: φ(hi) ≤ R holds in exact arithmetic
-        hi *= 2
-    return brentq(psi, 0.0, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=200)
+    Newton on ψ(μ) = 1/φ(μ) − 1/R from μ = 0, where ψ(0) < 0: φ(μ) = ‖(Λ + μI)^{-1}Λz‖ is the trust-region
+    secular function, 1/φ is concave and increasing (Moré & Sorensen 1983), so every tangent lies above ψ and
+    Newton climbs monotonically to the root, quadratically at the end. Written out rather than
+    scipy.optimize.newton because its array mode has only an absolute tolerance, and μ spans many magnitudes
+    (it scales with H); here a seed stops when its step is ≤ 4ε·μ."""
+    w = c2 * lam**2
+    mu = torch.zeros(lam.shape[:-1], dtype=lam.dtype, device=lam.device)
+    eps = torch.finfo(lam.dtype).eps
+    for _ in range(200):
+        q = lam + mu.unsqueeze(-1)
+        q = torch.where(w > 0, q, torch.ones_like(q))  # rows with w = 0 drop out (no 0/0)
+        n2 = (w / q**2).sum(-1)
+        dn2 = (w / q**3).sum(-1)
+        psi = n2.rsqrt() - 1.0 / R
+        step = -psi / (n2.pow(-1.5) * dn2)
+        step = torch.where(torch.isfinite(step), step, torch.zeros_like(step))
+        mu_new = (mu + step).clamp_min(0)
+        done = (mu_new - mu).abs() <= 4 * eps * mu_new
+        mu = mu_new
+        if bool(done.all()):
+            break
+    return mu
 
 
 def _ball(domain, y: Tensor, H: Metric) -> Tensor:
     R = domain.radius
     nb = y.ndim - len(domain.shape)
-    yf = y.flatten(start_dim=nb)
     if nb == 0:
         return _ball(domain, y.unsqueeze(0), _add_batch(H, y)).squeeze(0)
+    yf = y.flatten(start_dim=nb)
     lam, coef, rebuild = _eigen_parts(y, H, nb)
     lam = lam.clamp_min(0)
     lam_max = lam.max(-1, keepdim=True).values
     on = lam > lam.shape[-1] * torch.finfo(y.dtype).eps * lam_max  # numerically non-zero eigenvalues (§0)
-    c2 = coef**2
+    c2 = torch.where(on, coef**2, torch.zeros_like(coef))
     ny2 = (yf**2).sum(-1)
-    sr = (c2 * on).sum(-1)  # ‖y_r‖², the part H sees
-    f = torch.ones_like(lam)
-    inside = ny2 <= R * R
-    Bflat = int(np.prod(y.shape[:nb]))
-    lam_np = lam.reshape(Bflat, -1).cpu().double().numpy()
-    c2_np, on_np = c2.reshape(Bflat, -1).cpu().double().numpy(), on.reshape(Bflat, -1).cpu().numpy()
-    f_np = np.ones_like(lam_np)
-    for b, (ins, s_r, n2) in enumerate(
-        zip(inside.flatten().tolist(), sr.flatten().tolist(), ny2.flatten().tolist())
-    ):
-        if ins:
-            continue
-        m = on_np[b]
-        if s_r > R * R:
-            mu = _ball_root(lam_np[b, m], c2_np[b, m], R)
-            f_np[b] = np.where(m, lam_np[b] / (lam_np[b] + mu), 0.0)
-        else:  # no root: keep the range part, shrink the null part to the sphere (Tikhonov limit)
-            f_np[b] = np.where(m, 1.0, math.sqrt(max(R * R - s_r, 0.0) / max(n2 - s_r, np.finfo(float).tiny)))
-    f = torch.from_numpy(f_np).to(dtype=y.dtype, device=y.device).reshape(f.shape)
-    return rebuild(f)
+    sr = c2.sum(-1)  # ‖y_r‖², the part H sees
+    root = (ny2 > R * R) & (sr > R * R)
+    mu = _ball_mu(lam, torch.where(root.unsqueeze(-1), c2, torch.zeros_like(c2)), R)
+    f_root = torch.where(
+        on, lam / (lam + mu.unsqueeze(-1)).clamp_min(torch.finfo(y.dtype).tiny), torch.zeros_like(lam)
+    )
+    # no root (‖y_r‖ ≤ R < ‖y‖): keep the range part, shrink the null part onto the sphere (Tikhonov limit)
+    a = ((R * R - sr).clamp_min(0) / (ny2 - sr).clamp_min(torch.finfo(y.dtype).tiny)).sqrt()
+    f_null = torch.where(on, torch.ones_like(lam), a.unsqueeze(-1).expand_as(lam))
+    f = torch.where(root.unsqueeze(-1), f_root, f_null)
+    x = rebuild(f)
+    inside = (ny2 <= R * R).reshape(*ny2.shape, *([1] * len(domain.shape)))
+    return torch.where(inside, y, x)
 
 
 def _add_batch(H: Metric, y: Tensor) -> Metric:
