@@ -20,7 +20,8 @@ from pathlib import Path
 from memopt_theory import methods, storage
 
 DEFAULT_METHODS = "adagrad_full,adagrad_diag,s_adagrad,ogd"
-SKETCHED = ("s_adagrad", "ada_fd", "fd_son", "rfd_son")  # methods with a sketch size ℓ (``--ranks``)
+SKETCHED = ("s_adagrad", "ada_fd", "fd_son", "rfd_son", "s_shampoo")  # methods with a sketch size ℓ (``--ranks``)
+MATRIX = "matrix-"  # --problem matrix-LOSS: the same loss on an m×n iterate (--shape, default d×d)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,8 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a stream parameter, repeatable (e.g. rank=8, noise=0.1, path=a9a.txt); default rank=8",
     )
     p.add_argument(
-        "--problem", default=None, help="loss: linear, least_squares, logistic, hinge (default: the stream's)"
+        "--problem",
+        default=None,
+        help="loss: linear, least_squares, logistic, hinge (default: the stream's); matrix-LOSS (e.g. "
+        "matrix-logistic) runs it on a matrix iterate of shape --shape (default d×d), for the tensored methods",
     )
+    p.add_argument("--shape", default=None, help="matrix shape MxN for --problem matrix-LOSS (default d×d)")
     p.add_argument(
         "--methods", default=DEFAULT_METHODS, help=f"comma-separated methods (default {DEFAULT_METHODS})"
     )
@@ -130,12 +135,25 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoints < 1:
         raise ValueError(f"--checkpoints must be >= 1; got {args.checkpoints}")
     t_start = time.perf_counter()
+    matrix_shape = None
+    if args.problem is not None and args.problem.startswith(MATRIX):
+        args.problem = args.problem[len(MATRIX) :] or None
+        try:
+            matrix_shape = tuple(int(x) for x in args.shape.lower().split("x")) if args.shape else (args.d, args.d)
+        except ValueError:
+            raise ValueError(f"--shape must be MxN (e.g. 8x4); got {args.shape!r}") from None
+        if len(matrix_shape) != 2 or min(matrix_shape) < 1:
+            raise ValueError(f"--shape must be MxN with M, N >= 1; got {args.shape!r}")
+    elif args.shape is not None:
+        raise ValueError("--shape needs --problem matrix-LOSS (e.g. --problem matrix-linear)")
     params = _stream_params(args.stream_param, args.stream)
     if args.problem is not None:
         params.setdefault("problem", args.problem)
     from online_convex.streams_real import REAL
 
-    shape = None if args.stream in REAL else (args.d,)
+    shape = None if args.stream in REAL else (matrix_shape or (args.d,))
+    if matrix_shape is not None and args.stream in REAL:
+        raise ValueError(f"--problem matrix-…: stream {args.stream!r} is a real data set of vectors; use a synthetic one")
     if args.stream in REAL:
         params.pop("problem", None)
     data, problem_name = make_stream(

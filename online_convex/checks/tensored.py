@@ -1,0 +1,186 @@
+r"""Regret of the tensored learners on matrix-shaped OCO, through the simulator (``memopt verify``).
+
+measured = the UPPER end of the certified regret interval (online_convex.simulate: L_t − lower_t), at every
+checkpoint and seed; bound = the method's theorem (memopt_theory/bounds/tensored.py, derived there) on the
+run's own quantities at that checkpoint, with D = diam K (D_∞ for the diagonal methods) and the fixed η the
+run used. Projection: Π_K^{H_t} in the method's own metric (Kronecker for Shampoo / S-Shampoo, diagonal for
+Extreme Tensoring and SM3-I), as Lemma L1 requires. The worst ratio over seeds and checkpoints is returned.
+
+Each instance draws a matrix stream (power_law, low_rank_noise, adversarial_signs, kron_power_law; a_t of
+shape m×n), a loss (linear, logistic, hinge, least squares), an ℓ2 (Frobenius) ball or a box, a radius and a
+horizon. η is fixed before the run from the theorem's minimiser with a priori quantities: Shampoo-type
+η = D/√(2r̄) with r̄ = min(m, n) ≥ rank G_t (the bound is then evaluated with the measured r ≤ r̄, valid for any
+fixed η); diagonal ones η = D_∞/√2. The factors the bounds need (H^i_t, the sketches, h^{(i)}_t, μ_t) are the
+learner's own states, recorded by :class:`RecordingLearner` as the simulator steps it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from memopt_theory import methods
+from memopt_theory.bounds.tensored import (
+    extreme_tensoring_regret_bound,
+    s_shampoo_regret_bound,
+    shampoo_regret_bound,
+    sm3_regret_bound,
+)
+from memopt_theory.methods import sm3 as sm3_mod
+from memopt_theory.tensoring import mode_gram, unfold
+from memopt_theory.verify import Check
+from online_convex import simulate
+from online_convex.domains import make_domain
+from online_convex.learners import Learner
+from online_convex.problems import get_problem
+from online_convex.streams import make_stream
+
+__all__ = ["CHECKS", "RecordingLearner", "tensored_instance", "MATRIX_STREAMS"]
+
+MATRIX_STREAMS = ("power_law", "low_rank_noise", "adversarial_signs", "kron_power_law")
+PROBLEMS = ("linear", "logistic", "hinge", "least_squares")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingLearner(Learner):
+    """A Learner that also keeps (g_t, state_t) of every step (states are immutable, so this is references)."""
+
+    log: list = dataclasses.field(default_factory=list, compare=False, repr=False)
+
+    def step(self, g, x, state):
+        x_next, state = super().step(g, x, state)
+        self.log.append((g, state))
+        return x_next, state
+
+
+def _batched_rank(G: torch.Tensor, order: int) -> torch.Tensor:
+    """(Π_i max_t rank mat_i(g_t))^{1/p} per seed; G of shape (T, B, *S)."""
+    out = None
+    for i in range(order):
+        rk = torch.linalg.matrix_rank(unfold(G, i, order)).amax(0).clamp_min(1).to(torch.float64)
+        out = rk if out is None else out * rk
+    return out.pow(1.0 / order)
+
+
+def _bounds(
+    method: str, cfg: Any, log: list, ck: np.ndarray, D: float, D_inf: float, eta: torch.Tensor
+) -> np.ndarray:
+    """The theorem's bound at each checkpoint for each seed, shape (n_ckpt, n_seeds)."""
+    G = torch.stack([g for g, _ in log])  # (T, B, *S)
+    p = G.ndim - 2
+    out = []
+    for t in ck:
+        _, st = log[int(t) - 1]
+        if method == "shampoo":
+            b = shampoo_regret_bound(st.H, D, r=_batched_rank(G[:t], p), eta=eta)
+        elif method == "s_shampoo":
+            grams = tuple(mode_gram(G[:t], i, p).sum(0) for i in range(p))
+            b = s_shampoo_regret_bound(grams, D, cfg.ell, eps=cfg.eps, r=_batched_rank(G[:t], p), eta=eta)
+        elif method == "extreme_tensoring":
+            b = extreme_tensoring_regret_bound(st.h, D_inf, eta=eta)
+        else:  # sm3
+            b = sm3_regret_bound(sm3_mod.nu(st, cfg) + cfg.eps, D_inf, eta=eta, nbatch=1)
+        out.append(b.reshape(-1).numpy())
+    return np.stack(out)
+
+
+def tensored_instance(method: str, seed: int, fast: bool, config=None):
+    """Run ``method`` on one random matrix-shaped instance; returns (trace, bound array (n_ckpt, seeds))."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 5]))
+    stream = str(rng.choice(MATRIX_STREAMS))
+    problem = str(rng.choice(PROBLEMS))
+    m, n = int(rng.integers(2, 6 if fast else 9)), int(rng.integers(2, 6 if fast else 9))
+    T = int(rng.integers(20, 61 if fast else 301))
+    radius = float(rng.choice([0.1, 1.0, 10.0]))
+    diagonal = method in ("extreme_tensoring", "sm3")
+    domain = make_domain("box", (m, n), lo=-radius, hi=radius) if diagonal and rng.random() < 0.5 else None
+    domain = domain or make_domain("l2_ball", (m, n), radius=radius)
+    data, _ = make_stream(stream, shape=(m, n), T=T, seeds=2, entropy=seed, problem=problem)
+    if config is None:
+        config = _default_config(method, rng, (m, n))
+    if diagonal:
+        eta0 = float(domain.diameter_inf) / math.sqrt(2)
+    else:
+        eta0 = float(domain.diameter) / math.sqrt(2 * min(m, n))
+    eta = torch.full((2,), eta0, dtype=torch.float64)
+    learner = RecordingLearner(method, config, eta=eta, domain=domain)
+    ck = simulate.geometric_checkpoints(T, 8)
+    trace = simulate.run(learner, get_problem(problem), data, checkpoints=ck)
+    bound = _bounds(method, config, learner.log, ck, float(domain.diameter), float(domain.diameter_inf), eta)
+    return trace, bound
+
+
+def _default_config(method: str, rng: np.random.Generator, shape: tuple[int, int]):
+    eps = float(rng.choice([0.0, 1e-4, 1e-1]))
+    if method == "shampoo":
+        return methods.get("shampoo").Config(eps=eps)
+    if method == "s_shampoo":
+        return methods.get("s_shampoo").Config(ell=int(rng.integers(1, max(shape) + 2)), eps=eps)
+    if method == "extreme_tensoring":
+        N = shape[0] * shape[1]
+        return methods.get("extreme_tensoring").Config(
+            order=int(rng.integers(1, min(3, N.bit_length() - 1) + 1)), eps=eps
+        )
+    return methods.get("sm3").Config(variant="I", cover=str(rng.choice(["slices", "singletons", "all"])))
+
+
+def _worst(trace, bound: np.ndarray) -> tuple[float, float]:
+    ratio = trace.regret_upper / bound
+    i = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    return float(trace.regret_upper[i]), float(bound[i])
+
+
+def shampoo_oco(seed: int, fast: bool) -> tuple[float, float]:
+    r"""Shampoo on matrix OCO, projection in ‖·‖_{L_t^{1/4}⊗R_t^{1/4}}: regret_t ≤ (D²/2η + ηr)·tr L_t^{1/4}·tr R_t^{1/4}
+    (Gupta et al. 2018; ALGORITHMS.md §C1), r = max_t rank G_t."""
+    return _worst(*tensored_instance("shampoo", seed, fast))
+
+
+def s_shampoo_oco(seed: int, fast: bool) -> tuple[float, float]:
+    r"""S-Shampoo on matrix OCO, projection in ‖·‖_{L̃_t^{1/4}⊗R̃_t^{1/4}}, any ℓ: regret_t ≤ (D²/2η + ηr)·(tr L_t^{1/4} +
+    mΩ_L^{1/4})(tr R_t^{1/4} + nΩ_R^{1/4}) (Feinberg et al. 2023, Theorem 5; ALGORITHMS.md §B5)."""
+    return _worst(*tensored_instance("s_shampoo", seed, fast))
+
+
+def extreme_tensoring_oco(seed: int, fast: bool) -> tuple[float, float]:
+    r"""Extreme Tensoring on matrix OCO (the m×n iterate reshaped to order p ≤ 3), diagonal H_t-norm projection:
+    regret_t ≤ (D_∞²/2η + η)·Π_i Σ_k h^{(i)}_t[k]^{1/(2p)} (Chen et al. 2020; ALGORITHMS.md §C2)."""
+    return _worst(*tensored_instance("extreme_tensoring", seed, fast))
+
+
+def sm3_oco(seed: int, fast: bool) -> tuple[float, float]:
+    r"""SM3-I on matrix OCO (covers: slices, singletons, all), diagonal projection: regret_t ≤ (D_∞²/2η + η)·Σ_i √ν_t(i)
+    (Anil et al. 2019; ALGORITHMS.md §C4)."""
+    return _worst(*tensored_instance("sm3", seed, fast))
+
+
+CHECKS = (
+    Check(
+        "OCO Shampoo regret <= (D^2/2eta + eta r) trL^1/4 trR^1/4",
+        "Gupta et al. 2018; ALGORITHMS.md C1",
+        shampoo_oco,
+        12,
+        3,
+    ),
+    Check(
+        "OCO S-Shampoo regret <= Thm 5", "Feinberg et al. 2023, Thm 5; ALGORITHMS.md B5", s_shampoo_oco, 12, 3
+    ),
+    Check(
+        "OCO Extreme Tensoring regret <= ET bound",
+        "Chen et al. 2020; ALGORITHMS.md C2",
+        extreme_tensoring_oco,
+        12,
+        3,
+    ),
+    Check(
+        "OCO SM3-I regret <= (D_inf^2/2eta + eta) sum sqrt(nu)",
+        "Anil et al. 2019; ALGORITHMS.md C4",
+        sm3_oco,
+        12,
+        3,
+    ),
+)
