@@ -13,7 +13,7 @@ snapshot finished after the last manifest write (a crash in between) is found ag
 sidecar. The manifest's ``run`` (the caller's ``run_meta``) is the run's identity: opening a root that
 holds another run's manifest is an error, opening one with the same ``run`` resumes it.
 
-One writer per root (on a DDP run, rank 0); readers may open it at any time.
+One writer per root (on a DDP run, rank 0); readers use ``SnapshotStore.open(root)``, which never writes.
 """
 
 from __future__ import annotations
@@ -70,10 +70,29 @@ class SnapshotStore:
     ----------
     root : path — created if missing; if it holds a manifest, it must be this run's (same ``run_meta``)
     run_meta : dict, JSON-serialisable — what identifies the run (model, seed, steps, β, …)
+
+    A writer opens the store with its ``run_meta``; a reader that does not know it (a notebook, a plot
+    script, a look at a run still going) uses ``SnapshotStore.open(root)``, which never writes or deletes.
     """
 
-    def __init__(self, root: str | os.PathLike, run_meta: Mapping[str, Any]) -> None:
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> SnapshotStore:
+        """Read-only view of an existing store: the snapshots its manifest lists now; ``write`` refuses."""
+        manifest = Path(root) / "manifest.json"
+        if not manifest.exists():
+            raise FileNotFoundError(
+                f"SnapshotStore.open: {manifest} is missing; {root} is not a snapshot store"
+            )
+        m = read_json(manifest)
+        if not isinstance(m, dict) or m.get("format") != FORMAT:
+            raise ValueError(f"SnapshotStore.open: {manifest} is not a snapshot manifest (format {FORMAT!r})")
+        return cls(root, m["run"], _read_only=True)
+
+    def __init__(
+        self, root: str | os.PathLike, run_meta: Mapping[str, Any], *, _read_only: bool = False
+    ) -> None:
         where = "SnapshotStore"
+        self.read_only = _read_only
         self.root = Path(root)
         self.run_meta, self.run_id = _canonical(run_meta, where)
         self._dir = self.root / "snapshots"
@@ -90,7 +109,8 @@ class SnapshotStore:
                 )
             for e in m["snapshots"]:
                 self._entries[(int(e["step"]), str(e["name"]))] = str(e["stem"])
-            self._recover()
+            if not self.read_only:
+                self._recover()
         else:
             if self.root.exists() and any(not p.name.startswith(".") for p in self.root.iterdir()):
                 raise ValueError(
@@ -135,6 +155,10 @@ class SnapshotStore:
         ``extra``: finite scalars (e.g. overlap with the previous snapshot) that join the table as metrics.
         """
         where = "SnapshotStore.write"
+        if self.read_only:
+            raise ValueError(
+                f"{where}: this store was opened read-only (SnapshotStore.open); open it with its run_meta to write"
+            )
         if type(step) is not int or step < 0:
             raise ValueError(f"{where}: step must be an int >= 0; got {step!r}")
         if not isinstance(name, str) or not name:

@@ -60,6 +60,27 @@ def test_write_load_round_trip(tmp_path):
     assert not any(p.suffix == ".pkl" for p in (tmp_path / "r").rglob("*"))
 
 
+def test_read_only_open_neither_writes_nor_deletes(tmp_path):
+    """A reader beside a running writer must not remove the writer's temp files or rewrite the manifest."""
+    store = SnapshotStore(tmp_path, {"run": "ro", "seed": 3})
+    store.write(4, "a:kfac_A", _dec(4))
+    tmp = tmp_path / "snapshots" / ".000000005__a.npz.abc.tmp"  # a write in flight
+    tmp.write_bytes(b"half")
+    before = (tmp_path / "manifest.json").stat().st_mtime_ns
+    ro = SnapshotStore.open(tmp_path)
+    assert (
+        ro.run_meta == {"run": "ro", "seed": 3}
+        and ro.steps() == [4]
+        and _same(ro.load(4, "a:kfac_A"), _dec(4))
+    )
+    assert ro.table().equals(store.table())
+    assert tmp.exists() and (tmp_path / "manifest.json").stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match=r"opened read-only"):
+        ro.write(5, "a:kfac_A", _dec(5))
+    with pytest.raises(FileNotFoundError, match=r"manifest.json is missing"):
+        SnapshotStore.open(tmp_path / "nowhere")
+
+
 def test_another_runs_directory_is_refused(tmp_path):
     SnapshotStore(tmp_path, {"model": "mlp", "seed": 0})
     with pytest.raises(
