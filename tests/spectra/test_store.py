@@ -143,19 +143,19 @@ def test_sigkilled_writer_leaves_every_listed_snapshot_loadable(tmp_path):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             m = root / "manifest.json"
-            if m.exists() and len(json.loads(m.read_text())["snapshots"]) >= 12:  # read during writes: atomic
+            if m.exists() and len(json.loads(m.read_text())["snapshots"]) >= 8:  # read during writes: atomic
                 break
             assert proc.poll() is None, "the writer died on its own"
             time.sleep(0.05)
         else:
-            pytest.fail("the writer did not produce 12 snapshots in 120 s")
+            pytest.fail("the writer did not produce 8 snapshots in 120 s")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     listed_before = json.loads((root / "manifest.json").read_text())["snapshots"]
     store = SnapshotStore(root, {"run": "killed"})
-    assert len(store.steps()) >= 6 and len(store.names()) == 2
+    assert len(store.steps()) >= 4 and len(store.names()) == 2
     assert {(e["step"], e["name"]) for e in listed_before} <= {
         (s, n) for n in store.names() for s in store.steps(n)
     }
