@@ -26,8 +26,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.stats
-import torch
 
 __all__ = [
     "top_k_mass",
@@ -45,7 +43,7 @@ __all__ = [
 
 
 def _to_numpy(x, name: str, where: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch.Tensor, without importing torch for readers
         x = x.detach().cpu().numpy()
     try:
         a = np.asarray(x)
@@ -171,6 +169,8 @@ def effective_rank(lam) -> float:
 
     0·log 0 = 0, so erank ∈ [1, rank F]; a flat spectrum of d values gives d.
     """
+    import scipy.stats  # here: a store reader that never asks for it should not pay for importing it
+
     lam, _ = _spectrum(lam, "effective_rank")
     return float(np.exp(scipy.stats.entropy(lam)))  # entropy normalises λ to p itself
 

@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from spectra import metrics
-from spectra.snapshots import Decomposition
+from spectra.store import Decomposition
 
 __all__ = ["cumulative_mass", "topk_heatmap", "overlap_matrix", "cumulative_curve"]
 

@@ -19,39 +19,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
-from sklearn.utils.extmath import randomized_svd
 from torch import Tensor
 
 from spectra import metrics
-
-if TYPE_CHECKING:
-    from spectra.store import SnapshotStore
+from spectra.store import Decomposition, SnapshotStore  # Decomposition lives with its file format
 
 __all__ = ["Decomposition", "decompose", "Snapshotter", "METHODS"]
 
 METHODS = ("auto", "eigh", "lobpcg", "randomized")
-
-
-class Decomposition(NamedTuple):
-    """Eigenpairs of one factor F (d × d).
-
-    eigvals : ndarray (d,) if exact else (k,), float64, descending, ≥ 0
-    eigvecs : ndarray (d, k'), float64, orthonormal columns for the leading eigenvalues; each column's
-              largest-magnitude entry is positive (a fixed sign, so runs compare bit for bit)
-    exact : bool   True when ``eigvals`` is the whole spectrum
-    trace : float  tr F, computed exactly (not from the eigenvalues)
-    dim : int      d
-    """
-
-    eigvals: np.ndarray
-    eigvecs: np.ndarray
-    exact: bool
-    trace: float
-    dim: int
 
 
 def _fix_signs(V: Tensor) -> Tensor:
@@ -144,6 +122,8 @@ def decompose(
                 f"{where}: lobpcg did not converge (residual {res:.3g} for d={d}, k={kk}); use method='randomized'"
             )
     else:
+        from sklearn.utils.extmath import randomized_svd  # heavy import, only for d > exact_max_dim
+
         Q, _, _ = randomized_svd(
             F64.cpu().numpy(), n_components=kk, n_oversamples=10, n_iter=7, random_state=seed, flip_sign=False
         )

@@ -25,19 +25,38 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from memopt_theory.storage import read_json, read_npz, write_atomic, write_json, write_result
 from spectra import metrics
-from spectra.snapshots import Decomposition
 
-__all__ = ["SnapshotStore", "FORMAT", "TABLE_COLUMNS"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Decomposition", "SnapshotStore", "FORMAT", "TABLE_COLUMNS"]
 
 FORMAT = "memopt.spectra.snapshots/1"
 TABLE_COLUMNS = ("step", "layer", "factor", "metric", "value")
+
+
+class Decomposition(NamedTuple):
+    """Eigenpairs of one factor F (d × d), as ``spectra.snapshots.decompose`` returns and the store keeps.
+
+    eigvals : ndarray (d,) if exact else (k,), float64, descending, ≥ 0
+    eigvecs : ndarray (d, k'), float64, orthonormal columns for the leading eigenvalues; each column's
+              largest-magnitude entry is positive (a fixed sign, so runs compare bit for bit)
+    exact : bool   True when ``eigvals`` is the whole spectrum
+    trace : float  tr F, computed exactly (not from the eigenvalues)
+    dim : int      d
+    """
+
+    eigvals: np.ndarray
+    eigvecs: np.ndarray
+    exact: bool
+    trace: float
+    dim: int
 
 
 def _canonical(run_meta: Any, where: str) -> tuple[dict, str]:
@@ -165,7 +184,7 @@ class SnapshotStore:
             raise ValueError(f"{where}: name must be a non-empty str like 'fc1:shampoo_L'; got {name!r}")
         if not isinstance(decomposition, Decomposition):
             raise TypeError(
-                f"{where}: decomposition must be a spectra.snapshots.Decomposition; got {type(decomposition).__name__}"
+                f"{where}: decomposition must be a spectra.store.Decomposition; got {type(decomposition).__name__}"
             )
         extra = dict(extra or {})
         for key, v in extra.items():
@@ -227,6 +246,8 @@ class SnapshotStore:
 
     def table(self) -> pd.DataFrame:
         """Long format: one row per (step, layer, factor, metric) with its value; ``name`` = 'layer:factor'."""
+        import pandas as pd  # here, not at the top: writers (a training loop, a killed child) never need it
+
         rows = []
         for (step, name), stem in sorted(self._entries.items()):
             meta = self._meta(stem)

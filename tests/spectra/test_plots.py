@@ -13,7 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from spectra import plots
-from spectra.snapshots import Decomposition
+from spectra.store import Decomposition
 from spectra.store import SnapshotStore
 
 

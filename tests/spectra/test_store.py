@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from spectra import metrics
-from spectra.snapshots import Decomposition
+from spectra.store import Decomposition
 from spectra.store import FORMAT, TABLE_COLUMNS, SnapshotStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,8 +119,7 @@ CHILD = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from spectra.snapshots import Decomposition
-    from spectra.store import SnapshotStore
+    from spectra.store import Decomposition, SnapshotStore
 
     store = SnapshotStore(sys.argv[1], {"run": "killed"})
     step = 0
@@ -211,7 +210,7 @@ def test_store_bad_input(tmp_path):
         store.write(-1, "a:b", _dec(0))
     with pytest.raises(ValueError, match=r"name must be a non-empty str"):
         store.write(0, "", _dec(0))
-    with pytest.raises(TypeError, match=r"decomposition must be a spectra.snapshots.Decomposition; got dict"):
+    with pytest.raises(TypeError, match=r"decomposition must be a spectra.store.Decomposition; got dict"):
         store.write(0, "a:b", {})
     with pytest.raises(ValueError, match=r"extra must map str to finite numbers; got 'x': nan"):
         store.write(0, "a:b", _dec(0), extra={"x": float("nan")})
