@@ -13,8 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from spectra import plots
-from spectra.store import Decomposition
-from spectra.store import SnapshotStore
+from spectra.store import Decomposition, SnapshotStore
 
 
 def _ax():

@@ -17,8 +17,7 @@ import pandas as pd
 import pytest
 
 from spectra import metrics
-from spectra.store import Decomposition
-from spectra.store import FORMAT, TABLE_COLUMNS, SnapshotStore
+from spectra.store import FORMAT, TABLE_COLUMNS, Decomposition, SnapshotStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
