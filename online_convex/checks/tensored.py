@@ -119,7 +119,9 @@ def _default_config(method: str, rng: np.random.Generator, shape: tuple[int, int
     if method == "shampoo":
         return methods.get("shampoo").Config(eps=eps)
     if method == "s_shampoo":
-        return methods.get("s_shampoo").Config(ell=int(rng.integers(1, max(shape) + 2)), eps=eps)
+        return methods.get("s_shampoo").Config(
+            ell=int(rng.integers(1, max(shape))), eps=eps
+        )  # ℓ < max(m, n): a mode is sketched
     if method == "extreme_tensoring":
         N = shape[0] * shape[1]
         return methods.get("extreme_tensoring").Config(
