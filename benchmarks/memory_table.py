@@ -49,6 +49,13 @@ CONFIGS: dict[str, object] = {
     "adafactor": _cfg("adafactor"),
     "came": _cfg("came", lr=2e-4),
     "s_adagrad": _cfg("s_adagrad", ell=256),
+    # compressed family (§D, engineer E): paper defaults; EFCP at 1 % density (99 % sparsity), m = 1024
+    "ggt": _cfg("ggt", window=200),  # paper r = 200
+    "mfac": _cfg("mfac", window=1024),
+    "ef_mfac": _cfg("ef_mfac", window=1024, density=0.01),
+    "ef_ggt": _cfg("ef_ggt", window=100, density=0.01),  # EFCP's sparse-GGT example
+    "smmf": _cfg("smmf"),
+    "ldadam": _cfg("ldadam", rank=16),  # matrices at rank 16; conv kernels (4-D) take the AdamW path (§D7)
 }
 
 
