@@ -211,7 +211,7 @@ def fd_classic_update(state: FDClassicState, a: Tensor) -> FDClassicState:
     B, nxt, shrink = state
     batch, two_ell, d = tuple(B.shape[:-2]), B.shape[-2], B.shape[-1]
     ell = two_ell // 2
-    _check_factor(a.unsqueeze(-1) if isinstance(a, Tensor) else a, batch, d, "fd_classic_update")
+    _check_factor(a, batch, d, "fd_classic_update", name="a", rows=True)
     a = a.to(dtype=B.dtype, device=B.device)
     row = int(nxt.reshape(-1)[0]) if nxt.numel() else 0
     if row == two_ell:

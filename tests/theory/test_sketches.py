@@ -280,7 +280,7 @@ def test_nonfinite_input_raises(bad):
     F[2, 0] = bad
     with pytest.raises(ValueError, match="F must be finite"):
         fd_update(fd_init(4, 2), F, 2)
-    with pytest.raises(ValueError, match="F must be finite"):
+    with pytest.raises(ValueError, match="a must be finite"):
         fd_classic_update(fd_classic_init(4, 2), F[:, 0])
 
 
@@ -301,5 +301,7 @@ def test_bad_arguments_raise():
         fd_update(fd_init(4, 3), torch.ones(4, 1, dtype=torch.float64), 3, beta=0.0)
     with pytest.raises(ValueError, match=r"beta must be in \(0.0, 1.0\]; got 1.5"):
         fd_update(fd_init(4, 3), torch.ones(4, 1, dtype=torch.float64), 3, beta=1.5)
+    with pytest.raises(ValueError, match=r"a must have shape \(4,\)"):
+        fd_classic_update(fd_classic_init(4, 2), torch.ones(5, dtype=torch.float64))
     with pytest.raises(ValueError, match="alpha0 must be in"):
         rfd_covariance(fd_init(4, 3), alpha0=-1.0)
