@@ -60,7 +60,8 @@ def cumulative_mass(
     ax : matplotlib Axes
     spectra : {step: eigenvalues (d,) or Decomposition} — one factor's snapshots
     null : eigenvalues or Decomposition, optional — the same factor under Gaussian gradients (dashed black)
-    title : str, optional — default states the claim under test
+    title : str, optional — default states what the data show: the largest k/d any snapshot needs for 90 %
+            of the trace, and the null's
     marks : mass levels drawn as dotted horizontal lines
 
     k/d runs from 1/d to 1, several decades for d in the hundreds, so the x axis is logarithmic.
@@ -72,19 +73,24 @@ def cumulative_mass(
         )
     steps = sorted(spectra)
     colors = _colormap(cmap)(np.linspace(0.1, 0.9, len(steps)))
+    k90 = []  # k/d at which each curve reaches 90 %: the figure's headline number
     for c, step in zip(colors, steps):
         x, y = cumulative_curve(spectra[step])
         ax.plot(x, y, color=c, lw=1.4, label=f"step {step}", gid=f"step:{step}")
+        k90.append(_k_frac_at(x, y, 0.9))
+    claim = f"90 % of tr F in k/d ≤ {max(k90):.3g}" if all(v is not None for v in k90) else "cumulative mass"
     if null is not None:
         x, y = cumulative_curve(null)
         ax.plot(x, y, color="black", ls="--", lw=1.4, label="null (Gaussian gradients)", gid="null")
+        kn = _k_frac_at(x, y, 0.9)
+        claim += f" (null: {kn:.3g})" if kn is not None else ""
     for m in marks:
         ax.axhline(m, color="grey", ls=":", lw=0.8, gid=f"mark:{m:g}")
         ax.text(
-            1.0,
+            0.01,
             m,
             f"{100 * m:g} %",
-            ha="right",
+            ha="left",
             va="bottom",
             fontsize=7,
             color="grey",
@@ -94,9 +100,15 @@ def cumulative_mass(
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("k / d  (fraction of eigenvectors kept, log scale)")
     ax.set_ylabel(r"cumulative mass $\sum_{i\leq k}\lambda_i\,/\,\mathrm{tr}\,F$  (fraction)")
-    ax.set_title(title or "a few leading eigenvectors hold most of tr F (curves above the null)")
+    ax.set_title(title or f"{claim}: a few leading eigenvectors hold most of the trace")
     ax.legend(fontsize=7, loc="lower right")
     return ax
+
+
+def _k_frac_at(x: np.ndarray, y: np.ndarray, m: float) -> float | None:
+    """The first k/d whose cumulative mass reaches m (None if a truncated curve never does)."""
+    hit = np.flatnonzero(y >= m)
+    return float(x[hit[0]]) if hit.size else None
 
 
 def _colormap(name: str):
@@ -123,6 +135,8 @@ def topk_heatmap(
     table : DataFrame with columns step, layer, factor, metric, value (``SnapshotStore.table()``)
     frac : float in (0, 1] — which ``top_mass@frac`` metric
     null : {"layer:factor": value}, optional — the null's top mass, shown in the row labels
+    title : default states the median over factors of the latest top mass, and against the null how many
+            factors exceed it
     Missing cells (a snapshot without that metric) are left blank. Colour scale fixed to [0, 1].
     """
     _check_ax(ax, "topk_heatmap")
@@ -151,9 +165,13 @@ def topk_heatmap(
     ax.set_xlabel("training step")
     ax.set_ylabel("layer : factor")
     ax.figure.colorbar(im, ax=ax, label=f"top-{100 * frac:g} % eigenvalue mass (fraction of tr F)")
-    ax.set_title(
-        title or f"top {100 * frac:g} % of eigenvectors hold most of tr F in every layer, throughout training"
-    )
+    last = grid.ffill(axis=1).iloc[:, -1]  # each factor's latest value
+    claim = f"top {100 * frac:g} % of eigenvectors: median mass {np.nanmedian(last):.2f} at the last step"
+    if null is not None:
+        known = [n for n in grid.index if n in null and np.isfinite(last[n])]
+        above = sum(last[n] > null[n] for n in known)
+        claim += f", above the null in {above}/{len(known)} factors"
+    ax.set_title(title or claim)
     return ax
 
 
@@ -172,6 +190,7 @@ def overlap_matrix(
     bases : {step: eigenvectors (d, ≥k) or Decomposition}
     k : int, optional — leading columns compared; default the smallest width present
     1 on the diagonal; independent random k-dimensional subspaces would give k/d (stated in the colour bar).
+    title : default states the range of overlaps between consecutive snapshots and first vs last
     """
     _check_ax(ax, "overlap_matrix")
     if not isinstance(bases, Mapping) or not bases:
@@ -197,5 +216,13 @@ def overlap_matrix(
     ax.set_ylabel("training step")
     d = next(iter(U.values())).shape[0]
     ax.figure.colorbar(im, ax=ax, label=f"subspace overlap, top {k} (random: k/d = {k / d:.3f})")
-    ax.set_title(title or f"the top-{k} eigenspace moves during training (overlap < 1 off the diagonal)")
+    if len(steps) > 1:
+        consecutive = np.diag(O, 1)
+        claim = (
+            f"top-{k} eigenspace: overlap of consecutive snapshots {consecutive.min():.2f}–{consecutive.max():.2f}, "
+            f"first vs last {O[0, -1]:.2f} (random {k / d:.2f})"
+        )
+    else:
+        claim = f"top-{k} eigenspace of one snapshot"
+    ax.set_title(title or claim)
     return ax

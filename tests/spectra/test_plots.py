@@ -51,7 +51,11 @@ def test_cumulative_mass_lines_are_the_cumulative_sums():
         "null (Gaussian gradients)",
     }
     assert _line(ax, "mark:0.9").get_ydata()[0] == 0.9 and _line(ax, "mark:0.99").get_ydata()[0] == 0.99
-    assert "null" in ax.get_title()
+    # the title's numbers: the largest k/d any snapshot needs for 90 % of its trace, and the null's
+    k90 = [
+        np.argmax(np.cumsum(np.sort(v)[::-1]) >= 0.9 * v.sum()) + 1 for v in (spectra[0], spectra[100], null)
+    ]
+    assert ax.get_title().startswith(f"90 % of tr F in k/d ≤ {max(k90[:2]) / d:.3g} (null: {k90[2] / d:.3g})")
     _render(ax)
 
 
@@ -83,7 +87,13 @@ def test_topk_heatmap_cells_are_the_top_quarter_masses(tmp_path):
     np.testing.assert_allclose(np.ma.getdata(im.get_array()), want, rtol=1e-14)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "10", "20"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["fc1:shampoo_L  (null 0.30)", "fc2:kfac_A"]
-    assert im.get_clim() == (0.0, 1.0) and "25 %" in ax.get_title()
+    assert im.get_clim() == (0.0, 1.0)
+    last = want[:, -1]
+    above = int(last[0] > 0.3)  # only fc1:shampoo_L has a null value
+    assert ax.get_title() == (
+        f"top 25 % of eigenvectors: median mass {np.median(last):.2f} at the last step, "
+        f"above the null in {above}/1 factors"
+    )
     _render(ax)
 
 
@@ -107,9 +117,13 @@ def test_overlap_matrix_is_the_pairwise_overlaps():
     want = [[sum((bases[a][:, :k].T @ bases[b][:, :k]).ravel() ** 2) / k for b in steps] for a in steps]
     np.testing.assert_allclose(O, want, atol=1e-14)
     assert O[2, 3] == pytest.approx(1.0, abs=1e-14) and np.allclose(np.diag(O), 1.0)
-    assert (
-        f"k/d = {k / d:.3f}" in ax.figure.axes[-1].get_ylabel()
-    )  # the colour bar states the random baseline
+    # the colour bar states the random baseline, the title the consecutive and first-vs-last overlaps
+    assert f"k/d = {k / d:.3f}" in ax.figure.axes[-1].get_ylabel()
+    cons = [want[i][i + 1] for i in range(3)]
+    assert ax.get_title() == (
+        f"top-3 eigenspace: overlap of consecutive snapshots {min(cons):.2f}–{max(cons):.2f}, "
+        f"first vs last {want[0][3]:.2f} (random {k / d:.2f})"
+    )
     _render(ax)
 
 
