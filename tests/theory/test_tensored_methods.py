@@ -111,19 +111,20 @@ def test_zero_padding_roundtrip_and_unfold():
 # ---------------------------------------------------------------- Shampoo (§C1)
 
 
-def test_shampoo_order_1_is_full_matrix_adagrad_delta_inside():
-    """A vector is an order-1 tensor: H^1_t = εI + Σ g gᵀ, exponent −1/(2·1) = −1/2 ⇒ full AdaGrad, δ = ε inside."""
+@pytest.mark.parametrize("eps", [0.0, 1e-2])
+def test_shampoo_order_1_is_full_matrix_adagrad_delta_inside(eps):
+    """A vector is an order-1 tensor: H^1_t = εI + Σ g gᵀ, exponent −1/(2·1) = −1/2 ⇒ full AdaGrad, δ = ε inside
+    (ε = 0: both pseudo-inverses with the §0 cutoff on the eigenvalues of S_t, singular for t < d)."""
     G = _grads((5,), 9, 0)
-    a, _ = _run("shampoo", methods.get("shampoo").Config(eps=1e-2), G)
-    b, _ = _run("adagrad_full", methods.get("adagrad_full").Config(delta=1e-2), G)
+    a, _ = _run("shampoo", methods.get("shampoo").Config(eps=eps), G)
+    b, _ = _run("adagrad_full", methods.get("adagrad_full").Config(delta=eps), G)
     _close(a, b)
 
 
 def test_shampoo_order_1_eps_0_is_the_exact_pseudo_inverse_root():
     """ε = 0, t < d: S_t = Σ g gᵀ is singular and u_t = (S_t^{1/2})^+ g_t. Oracle: the SVD of the stacked gradients
     A_t = [g_1 … g_t]ᵀ = WΣVᵀ gives S_t^{+1/2} = V diag(1/σ) Vᵀ over σ > 0 (exact rank t, gradients in general
-    position). (adagrad_full is not the oracle here: it cuts off H = S^{1/2} at τ·λ_1(H), which keeps round-off
-    eigenvalues ≈ ε_mach·λ_1(S) of S and leaves ~1e-8 relative noise; see the report.)"""
+    position)."""
     G = _grads((5,), 4, 0)
     a, _ = _run("shampoo", methods.get("shampoo").Config(), G)
     for t in range(4):
