@@ -82,19 +82,27 @@ def fd_threshold(d: int, ell: int, dtype: torch.dtype) -> float:
     return max(d, ell) * torch.finfo(dtype).eps
 
 
-def _check_factor(F: Tensor, batch: tuple[int, ...], d: int, where: str) -> None:
+def _check_factor(
+    F: Tensor, batch: tuple[int, ...], d: int, where: str, *, name: str = "F", rows: bool = False
+) -> None:
+    """F of shape batch + (d, r) (``rows``: a row a of shape batch + (d,)), floating, finite."""
     if not isinstance(F, Tensor):
-        raise TypeError(f"{where}: F must be a torch.Tensor; got {type(F).__name__}")
+        raise TypeError(f"{where}: {name} must be a torch.Tensor; got {type(F).__name__}")
     if not torch.is_floating_point(F):
-        raise TypeError(f"{where}: F must have a floating dtype; got {F.dtype}")
-    if F.ndim != len(batch) + 2 or tuple(F.shape[:-1]) != batch + (d,):
+        raise TypeError(f"{where}: {name} must have a floating dtype; got {F.dtype}")
+    if rows:
+        if tuple(F.shape) != batch + (d,):
+            raise ValueError(
+                f"{where}: {name} must have shape {batch + (d,)} (batch + (d,)); got {tuple(F.shape)}"
+            )
+    elif F.ndim != len(batch) + 2 or tuple(F.shape[:-1]) != batch + (d,):
         raise ValueError(
-            f"{where}: F must have shape {batch + (d,)} + (r,) (batch + (d, r)); got {tuple(F.shape)}"
+            f"{where}: {name} must have shape {batch + (d,)} + (r,) (batch + (d, r)); got {tuple(F.shape)}"
         )
     bad = ~torch.isfinite(F)
     if bad.any():
         raise ValueError(
-            f"{where}: F must be finite; it has {int(bad.sum())} NaN/inf entries "
+            f"{where}: {name} must be finite; it has {int(bad.sum())} NaN/inf entries "
             "(an SVD of non-finite input can hang or poison the sketch)"
         )
 
