@@ -113,6 +113,24 @@ def test_extreme_tensoring_dominates_adagrad_every_step(seed, N, p, eps):
     assert float(nu.sqrt().sum()) >= float((G**2).sum(0).sqrt().sum()) * (1 - 1e-12)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    m=st.integers(1, 5),
+    n=st.integers(1, 5),
+    T=st.integers(1, 30),
+    eps=st.floats(0, 1),
+)
+def test_shampoo_trace_root_grows_like_t_to_the_quarter(seed, m, n, T, eps):
+    """‖G_t‖_2 ≤ 1 ⇒ λ_max(L_T) ≤ ε + T ⇒ tr L_T^{1/4} ≤ m(ε + T)^{1/4} (and R alike): the O(√T) corollary of §C1."""
+    rng = np.random.default_rng(seed)
+    Gs = [rng.standard_normal((m, n)) for _ in range(T)]
+    Gs = [G / max(np.linalg.norm(G, 2), 1.0) for G in Gs]
+    L = eps * np.eye(m) + sum(G @ G.T for G in Gs)
+    tr = float(kronecker_trace_root((torch.from_numpy(L), torch.from_numpy(L)))) ** 0.5  # tr L^{1/4}
+    assert tr <= m * (eps + T) ** 0.25 * (1 + 1e-12)
+
+
 # ---------------------------------------------------------------- closed forms vs brute force
 
 
