@@ -100,7 +100,8 @@ def cumulative_mass(
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("k / d  (fraction of eigenvectors kept, log scale)")
     ax.set_ylabel(r"cumulative mass $\sum_{i\leq k}\lambda_i\,/\,\mathrm{tr}\,F$  (fraction)")
-    ax.set_title(title or f"{claim}: a few leading eigenvectors hold most of the trace")
+    # two lines: a one-line claim runs into the neighbouring panel's title in a grid of plots
+    ax.set_title(title or f"{claim}:\na few leading eigenvectors hold most of the trace", fontsize="medium")
     ax.legend(fontsize=7, loc="lower right")
     return ax
 
@@ -170,8 +171,8 @@ def topk_heatmap(
     if null is not None:
         known = [n for n in grid.index if n in null and np.isfinite(last[n])]
         above = sum(last[n] > null[n] for n in known)
-        claim += f", above the null in {above}/{len(known)} factors"
-    ax.set_title(title or claim)
+        claim += f",\nabove the null in {above}/{len(known)} factors"
+    ax.set_title(title or claim, fontsize="medium")
     return ax
 
 
@@ -219,10 +220,10 @@ def overlap_matrix(
     if len(steps) > 1:
         consecutive = np.diag(O, 1)
         claim = (
-            f"top-{k} eigenspace: overlap of consecutive snapshots {consecutive.min():.2f}–{consecutive.max():.2f}, "
+            f"top-{k} eigenspace: overlap of consecutive snapshots {consecutive.min():.2f}–{consecutive.max():.2f},\n"
             f"first vs last {O[0, -1]:.2f} (random {k / d:.2f})"
         )
     else:
         claim = f"top-{k} eigenspace of one snapshot"
-    ax.set_title(title or claim)
+    ax.set_title(title or claim, fontsize="medium")
     return ax
