@@ -416,3 +416,25 @@ def test_lowrank_rank_above_min_dimension_is_refused():
         mod.init((3, 8), mod.Config(compressor="lowrank", rank=4))
     with pytest.raises(ValueError, match="compressor must be one of 'topk', 'lowrank'"):
         mod.Config(compressor="svd")
+
+
+@pytest.mark.parametrize("mode", ["wd", "reg", "both"])
+def test_smfac_weight_decay_modes_and_heavy_ball_by_hand(mode):
+    """m = 1, density 1: F̂^{−1}c = λ^{−1}(c − c(cᵀc)/(λ + ‖c‖²)); 'reg'/'both' add (wd/λ)w to u; heavy ball
+    v = μv + u; the step is lr·v, plus wd·w (no lr) in modes 'wd'/'both' (§D5 steps 4–6)."""
+    lam, wd, mu, lr = 0.5, 0.1, 0.7, 0.2
+    mod = methods.get("ef_mfac")
+    cfg = mod.Config(window=1, damp=lam, density=1.0, momentum=mu, lr=lr, weight_decay=wd, wd_mode=mode)
+    G = _grads(3, (5,), 10)
+    w = _grads(1, (5,), 11)[0]
+    st_ = mod.init((5,), cfg)
+    v = torch.zeros(5, dtype=torch.float64)
+    for g in G:
+        step, st_ = mod.update(g, st_, cfg, param=w)
+        u = (g - g * (g @ g) / (lam + g @ g)) / lam
+        if mode in ("reg", "both"):
+            u = u + (wd / lam) * w
+        v = mu * v + u
+        want = lr * v + (wd * w if mode in ("wd", "both") else 0)
+        torch.testing.assert_close(step, want, rtol=1e-12, atol=1e-14)
+        w = w - step
