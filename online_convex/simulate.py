@@ -56,17 +56,42 @@ def _checkpoints(checkpoints, T: int) -> np.ndarray:
     return c
 
 
+def _min_linear(domain, c: Tensor, flat) -> Tensor:
+    """min_{x∈K} ⟨c, x⟩ per seed through the LMO; exactly 0 where c = 0 (every point of K is optimal, and the
+    LMO's c/‖c‖ would be 0/0)."""
+    zero = flat(c).abs().amax(-1) == 0
+    safe = torch.where(zero.reshape(*zero.shape, *([1] * (c.ndim - zero.ndim))), torch.ones_like(c), c)
+    best = (flat(c) * flat(domain.lmo(safe))).sum(-1)
+    return torch.where(zero, torch.zeros_like(best), best)
+
+
 def comparator_bounds(problem, data: RoundData, domain, checkpoints) -> tuple[np.ndarray, np.ndarray]:
-    """(value, lower), each (n_ckpt, n_seeds): value_t = F_t(x̂_t) ≥ min_K F_t ≥ lower_t at every checkpoint."""
+    """(value, lower), each (n_ckpt, n_seeds): value_t = F_t(x̂_t) ≥ min_K F_t ≥ lower_t at every checkpoint.
+
+    Linear losses whose Σ_{s≤t} a_s is exactly 0 have F_t ≡ 0 on K: value = lower = 0 there (the ball's LMO
+    divides by ‖Σa‖). Any other non-finite certificate raises.
+    """
     from online_convex.comparator import best_fixed_point
 
     problem = get_problem(problem) if isinstance(problem, str) else problem
     ck = _checkpoints(checkpoints, data.T)
+    k = len(data.shape)
     value, lower = [], []
     for t in ck:
         r = best_fixed_point(problem, data, domain, int(t))
-        value.append(r.value.reshape(-1).cpu().numpy())
-        lower.append(r.lower.reshape(-1).cpu().numpy())
+        v, lo = r.value.reshape(-1).cpu().numpy(), r.lower.reshape(-1).cpu().numpy()
+        if problem.name == "linear":
+            zero = (
+                data.a[: int(t)].sum(0).flatten(start_dim=data.a.ndim - 1 - k).abs().amax(-1) == 0
+            ).reshape(-1)
+            zero = zero.cpu().numpy()
+            v, lo = np.where(zero, 0.0, v), np.where(zero, 0.0, lo)
+        if not (np.isfinite(v).all() and np.isfinite(lo).all()):
+            raise ValueError(
+                f"comparator_bounds: non-finite comparator at t = {int(t)} ({problem.name}, {domain.name})"
+            )
+        value.append(v)
+        lower.append(lo)
     return np.stack(value), np.stack(lower)
 
 
@@ -236,7 +261,7 @@ def run(
             if t in want:
                 rec["cum"].append(cum.reshape(-1).cpu().numpy())
                 if bounded:
-                    best = (flat(gsum) * flat(domain.lmo(gsum))).sum(-1)  # min_K ⟨Σg, ·⟩
+                    best = _min_linear(domain, gsum, flat)
                     rec["lin"].append((lin - best).reshape(-1).cpu().numpy())
                 else:
                     rec["lin"].append(np.full(cum.numel(), np.inf))
