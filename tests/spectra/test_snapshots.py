@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spectra import metrics
 from spectra.snapshots import Decomposition, Snapshotter, decompose
@@ -74,6 +76,23 @@ def test_top_k_against_exact_on_a_gapped_spectrum(method):
     assert metrics.top_k_mass(dec.eigvals, k, total=dec.trace) == pytest.approx(
         metrics.top_k_mass(exact.eigvals, k), rel=1e-12
     )
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    d=st.integers(15, 60),
+    k=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+    method=st.sampled_from(["randomized", "lobpcg"]),
+)
+def test_top_k_against_exact_random_instances(d, k, seed, method):
+    """The same gap as above (λ_{k+1}/λ_k ≤ 1/100, top k spaced ≥ 25 apart), random d, k, basis and seed:
+    the tolerances derived there hold on every instance."""
+    F, _, _ = _gapped(d, k, seed=seed)
+    exact, dec = decompose(F), decompose(F, k=k, method=method, seed=seed % 1000)
+    np.testing.assert_allclose(dec.eigvals, exact.eigvals[:k], rtol=1e-12)
+    vec_tol = 1e-12 if method == "randomized" else 1e-6
+    np.testing.assert_allclose(_align(dec.eigvecs, exact.eigvecs[:, :k]), exact.eigvecs[:, :k], atol=vec_tol)
 
 
 def test_exact_with_k_keeps_every_eigenvalue_and_the_top_k_vectors():
