@@ -20,7 +20,13 @@ from pathlib import Path
 from memopt_theory import methods, storage
 
 DEFAULT_METHODS = "adagrad_full,adagrad_diag,s_adagrad,ogd"
-SKETCHED = ("s_adagrad", "ada_fd", "fd_son", "rfd_son", "s_shampoo")  # methods with a sketch size ℓ (``--ranks``)
+SKETCHED = (
+    "s_adagrad",
+    "ada_fd",
+    "fd_son",
+    "rfd_son",
+    "s_shampoo",
+)  # methods with a sketch size ℓ (``--ranks``)
 MATRIX = "matrix-"  # --problem matrix-LOSS: the same loss on an m×n iterate (--shape, default d×d)
 
 
@@ -70,8 +76,8 @@ def _parse_value(v: str):
     return {"true": True, "false": False}.get(v.lower(), v)
 
 
-def _stream_params(items: list[str], stream: str) -> dict:
-    out = {"rank": 8} if stream == "low_rank_noise" else {}
+def _stream_params(items: list[str], stream: str, d: int) -> dict:
+    out = {"rank": min(8, d)} if stream == "low_rank_noise" else {}
     for it in items:
         key, sep, val = it.partition("=")
         if not sep or not key:
@@ -139,21 +145,27 @@ def run(args: argparse.Namespace) -> int:
     if args.problem is not None and args.problem.startswith(MATRIX):
         args.problem = args.problem[len(MATRIX) :] or None
         try:
-            matrix_shape = tuple(int(x) for x in args.shape.lower().split("x")) if args.shape else (args.d, args.d)
+            matrix_shape = (
+                tuple(int(x) for x in args.shape.lower().split("x")) if args.shape else (args.d, args.d)
+            )
         except ValueError:
             raise ValueError(f"--shape must be MxN (e.g. 8x4); got {args.shape!r}") from None
         if len(matrix_shape) != 2 or min(matrix_shape) < 1:
             raise ValueError(f"--shape must be MxN with M, N >= 1; got {args.shape!r}")
     elif args.shape is not None:
         raise ValueError("--shape needs --problem matrix-LOSS (e.g. --problem matrix-linear)")
-    params = _stream_params(args.stream_param, args.stream)
+    if not (args.radius > 0 and math.isfinite(args.radius)):
+        raise ValueError(f"--radius must be a finite number > 0; got {args.radius}")
+    params = _stream_params(args.stream_param, args.stream, args.d)
     if args.problem is not None:
         params.setdefault("problem", args.problem)
     from online_convex.streams_real import REAL
 
     shape = None if args.stream in REAL else (matrix_shape or (args.d,))
     if matrix_shape is not None and args.stream in REAL:
-        raise ValueError(f"--problem matrix-…: stream {args.stream!r} is a real data set of vectors; use a synthetic one")
+        raise ValueError(
+            f"--problem matrix-…: stream {args.stream!r} is a real data set of vectors; use a synthetic one"
+        )
     if args.stream in REAL:
         params.pop("problem", None)
     data, problem_name = make_stream(

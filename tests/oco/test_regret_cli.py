@@ -1,0 +1,80 @@
+"""``memopt regret``: a small run end to end (files, table, PNG, stored traces = a direct simulate.run), and bad
+input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from memopt_theory import storage
+from memopt_theory.cli import main
+from online_convex import simulate
+from online_convex.domains import make_domain
+from online_convex.learners import Learner
+from online_convex.streams import make_stream
+
+SMALL = ["--d", "6", "--T", "40", "--seeds", "2", "--checkpoints", "8"]
+
+
+def test_small_run_writes_results_plot_and_table(tmp_path, capsys):
+    out = tmp_path / "res"
+    rc = main(["regret", *SMALL, "--ranks", "2,4", "--stream-param", "rank=3", "--out", str(out)])
+    assert rc == 0  # every bound held
+    printed = capsys.readouterr().out
+    for label in ("adagrad_full", "adagrad_diag", "s_adagrad (ℓ=2)", "s_adagrad (ℓ=4)", "ogd"):
+        assert label in printed
+    assert "regret interval at T" in printed and "max ratio" in printed
+    png = (out / "regret.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["method"] for r in summary["rows"]][:2] == ["adagrad_full", "adagrad_diag"]
+    assert all(r["ratio"] <= 1 for r in summary["rows"])
+    # the stored trace is exactly what a direct run gives (same stream, same learner, same checkpoints)
+    arrays, meta = storage.read_result(out / "adagrad_full")
+    data, prob = make_stream("low_rank_noise", shape=(6,), T=40, seeds=2, rank=3)
+    direct = simulate.run(
+        Learner("adagrad_full", domain=make_domain("l2_ball", (6,), radius=1.0)),
+        prob,
+        data,
+        checkpoints=simulate.geometric_checkpoints(40, 8),
+    )
+    np.testing.assert_array_equal(arrays["cum_loss"], direct.cum_loss)
+    np.testing.assert_array_equal(arrays["bound"], direct.bound)
+    assert meta["memory_scalars"] == 36  # d² for full-matrix AdaGrad
+    # the table's memory column is the closed form (ALGORITHMS.md E.2): S-AdaGrad min(ℓ−1, d)(d+1) + 1
+    assert {r["method"]: r["memory"] for r in summary["rows"]}["s_adagrad (ℓ=4)"] == 3 * 7 + 1
+
+
+def test_real_stream_and_box_domain(tmp_path, capsys):
+    rc = main(
+        ["regret", "--stream", "wine", "--T", "30", "--seeds", "2", "--methods", "adagrad_diag,ogd", "--domain", "box",
+         "--checkpoints", "5", "--out", str(tmp_path), "--no-plot"]
+    )  # fmt: skip
+    assert rc == 0
+    assert "logistic" in capsys.readouterr().out
+    assert not (tmp_path / "regret.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--T", "0"], "--T must be >= 1"),
+        (["--T", "-5"], "--T must be >= 1"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--radius", "0"], "--radius must be a finite number > 0"),
+        (["--radius", "-1"], "--radius must be a finite number > 0"),
+        (["--methods", "nope"], "unknown method 'nope'"),
+        (["--ranks", "0"], "--ranks must be ints >= 1"),
+        (["--ranks", "a"], "--ranks must be comma-separated ints"),
+        (["--stream", "nope"], "unknown stream"),
+        (["--stream-param", "rank"], "KEY=VALUE"),
+        (["--stream", "breast_cancer", "--methods", "adam"], "unconstrained only"),
+        (["--domain", "nuclear_ball"], "nuclear"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(tmp_path, capsys, argv, match):
+    rc = main(["regret", *SMALL, "--out", str(tmp_path), "--no-plot", *argv])
+    assert rc == 2
+    assert match in capsys.readouterr().err
