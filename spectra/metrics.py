@@ -44,7 +44,10 @@ __all__ = [
 
 def _to_numpy(x, name: str, where: str) -> np.ndarray:
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch.Tensor, without importing torch for readers
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if str(x.dtype) in ("torch.bfloat16", "torch.float16"):  # numpy has no bfloat16
+            x = x.float()
+        x = x.numpy()
     try:
         a = np.asarray(x)
     except Exception:  # noqa: BLE001 - anything numpy cannot read is the caller's type error

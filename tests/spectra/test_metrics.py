@@ -227,6 +227,14 @@ def test_bad_input_is_refused(call, match):
         call()
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_torch_tensors_of_any_float_dtype(dtype):
+    """Factors recorded in low precision: λ = (4, 2, 1, 1) is exact in every dtype, so the answers are too."""
+    lam = torch.tensor([4.0, 2.0, 1.0, 1.0], dtype=dtype, requires_grad=dtype != torch.bfloat16)
+    assert metrics.top_k_mass(lam, 2) == 0.75  # exact binary fractions
+    assert metrics.participation_ratio(lam) == pytest.approx(64 / 22, rel=1e-15)  # (Σλ)²/Σλ² = 8²/22
+
+
 def test_wrong_types_are_refused():
     with pytest.raises(TypeError, match=r"k must be an int; got 1.5"):
         metrics.top_k_mass(np.ones(3), 1.5)
