@@ -6,6 +6,7 @@ from tests.theory.cases import Case
 _ggt, _mfac = methods.get("ggt").Config, methods.get("mfac").Config
 _efm, _efg = methods.get("ef_mfac").Config, methods.get("ef_ggt").Config
 _smmf, _lda = methods.get("smmf").Config, methods.get("ldadam").Config
+_gal = methods.get("galore").Config
 
 CASES = {
     "ggt": Case(
@@ -49,5 +50,12 @@ CASES = {
         shape=(4, 6),
         shapes=((5,), (4, 6), (6, 4), (2, 3, 4)),
         extra_configs=(_lda(rank=1, error_feedback=False), _lda(rank=2, projection="svd")),
+    ),
+    # T_gap = 3 refreshes the projection mid-run (steps 0, 3, 6) without re-projecting the moments
+    "galore": Case(
+        _gal(lr=0.1, weight_decay=0.01, rank=2, update_proj_gap=3),
+        shape=(4, 6),
+        shapes=((5,), (4, 6), (6, 4), (2, 3, 4)),
+        extra_configs=(_gal(rank=1),),
     ),
 }

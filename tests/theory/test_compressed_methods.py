@@ -438,3 +438,48 @@ def test_smfac_weight_decay_modes_and_heavy_ball_by_hand(mode):
         want = lr * v + (wd * w if mode in ("wd", "both") else 0)
         torch.testing.assert_close(step, want, rtol=1e-12, atol=1e-14)
         w = w - step
+
+
+# ---- GaLore (§D8, reference point) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5)])
+def test_galore_identity_projection_is_adam_hat(shape):
+    """G_0 diagonal with decreasing entries ⇒ P_0 = I up to signs; rank = min(a, b), T_gap beyond the run ⇒
+    back() undoes the signs and GaLore = Adam ('hat' ε) with lr ηα (wd = 0)."""
+    gal, adam = methods.get("galore"), methods.get("adam")
+    r = min(shape)
+    c1 = gal.Config(lr=0.2, rank=r, update_proj_gap=1000, scale=0.25, eps=1e-6)
+    c2 = adam.Config(lr=0.05, beta1=0.9, beta2=0.999, eps=1e-6, eps_mode="hat")
+    G = _grads(6, shape, 12)
+    G[0] = torch.zeros(shape, dtype=torch.float64)
+    for i in range(r):
+        G[0, i, i] = 3.0 - i
+    s1, s2 = gal.init(shape, c1), adam.init(shape, c2)
+    for g in G:
+        u1, s1 = gal.update(g, s1, c1)
+        u2, s2 = adam.update(g, s2, c2)
+        torch.testing.assert_close(u1, u2, rtol=1e-12, atol=1e-14)  # products with ±1 entries: round-off only
+
+
+def test_galore_refreshes_projection_every_gap_and_decays_updated_weights():
+    """P is the SVD basis of the gradient at steps 0, T_gap, 2T_gap, … and constant in between; the decay acts on
+    the updated W: step = s + η·wd·(W − s) with s the undecayed step."""
+    gal = methods.get("galore")
+    cfg = gal.Config(lr=0.1, rank=2, update_proj_gap=3)
+    cfg_wd = gal.Config(lr=0.1, rank=2, update_proj_gap=3, weight_decay=0.3)
+    G = _grads(7, (6, 4), 13)
+    w = _grads(1, (6, 4), 14)[0]
+    s, s_wd = gal.init((6, 4), cfg), gal.init((6, 4), cfg_wd)
+    for t, g in enumerate(G):
+        prev = s.P
+        u, s = gal.update(g, s, cfg)
+        u_wd, s_wd = gal.update(g, s_wd, cfg_wd, param=w)
+        if t % 3 == 0:
+            Vh = torch.linalg.svd(g, full_matrices=False).Vh[:2]
+            torch.testing.assert_close(
+                s.P.T @ s.P, Vh.T @ Vh, rtol=0, atol=1e-12
+            )  # same row space (signs vary)
+        else:
+            assert torch.equal(s.P, prev)
+        torch.testing.assert_close(u_wd, u + 0.1 * 0.3 * (w - u), rtol=1e-13, atol=1e-15)

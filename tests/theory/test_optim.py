@@ -39,6 +39,7 @@ MLP = {
     "ef_ggt": (1.0, {"window": 8, "density": 0.1, "eps": 1e-2}),
     "smmf": (0.1, {}),
     "ldadam": (0.1, {"rank": 4}),
+    "galore": (0.3, {"rank": 4, "update_proj_gap": 20, "scale": 1.0}),
 }
 MLP_STEPS = 60
 # cross-entropy starts at ≈ ln 10 = 2.30 (uniform prediction); every method in the table reached ≤ 0.52 in the
