@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,12 @@ class ResultStore:
 
     def _read(self, stem: Path) -> tuple[RunSpec, dict[str, np.ndarray], dict[str, Any]]:
         path = stem.with_suffix(".json")
-        arrays, meta = read_result(stem)  # unreadable npz / JSON: ValueError naming the file
+        try:
+            arrays, meta = read_result(stem)  # unreadable npz / JSON: ValueError naming the file
+        except zipfile.BadZipFile as e:  # storage.read_npz lets this one through
+            raise ValueError(
+                f"{stem.with_suffix('.npz')}: not a readable npz file ({e}); the file is corrupt or not ours"
+            ) from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or "spec" not in meta:
             raise ValueError(f"{path}: not a memopt sweep result (no format {FORMAT!r}); a foreign file")
         if meta.get("spec_version") != SPEC_VERSION:

@@ -131,7 +131,11 @@ class RunSpec:
             raise ValueError(
                 f"{w}: config {cfg!r} is not valid for method {self.method!r} ({e}); fields: {fields}"
             ) from None
-        full = _freeze_params(dataclasses.asdict(config), where=f"{w}: config of {self.method!r}")
+        full = dict(_freeze_params(dataclasses.asdict(config), where=f"{w}: config of {self.method!r}"))
+        for f in dataclasses.fields(config):  # 1 and 1.0 are one value of a float field: one key
+            if f.type in ("float", float) and type(full[f.name]) is int:
+                full[f.name] = float(full[f.name])
+        full = tuple(sorted(full.items()))
         object.__setattr__(self, "config", full)
         object.__setattr__(
             self, "stream_params", _freeze_params(self.stream_params, where=f"{w}: stream_params")
@@ -155,6 +159,7 @@ class RunSpec:
             if isinstance(self.eta, str):
                 raise ValueError(f"{w}: eta must be a real > 0 or 'theory'; got {self.eta!r}")
             check_real(self.eta, "eta", where=w, low=0.0, low_open=True)
+            object.__setattr__(self, "eta", float(self.eta))  # eta = 1 and 1.0: one spec, one key
         _check_names(self)
 
     # --- views -------------------------------------------------------------------------------------
@@ -261,15 +266,22 @@ def _one_thread() -> None:
 
 
 def local_executor(workers: int | None = None) -> ProcessPoolExecutor:
-    """A process pool of ``workers`` (default: CPU count) single-threaded workers, started by ``spawn``.
+    """A process pool of ``workers`` (default: CPU count) single-threaded workers.
 
-    ``spawn`` rather than ``fork``: forking a process that already runs torch's thread pools can deadlock.
+    Workers are forked from a ``forkserver`` that has preloaded :mod:`online_convex.sweep_worker` (threads
+    pinned to 1, torch and the simulator imported), so a pool starts in milliseconds once the server runs;
+    plain ``fork`` of a process that may have run torch's thread pools can deadlock. Where there is no
+    forkserver (Windows) workers are spawned and import everything themselves.
     """
     from memopt_theory.validation import check_int
 
     if workers is not None:
         check_int(workers, "workers", where="local_executor", low=1)
-    ctx = multiprocessing.get_context("spawn")
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["online_convex.sweep_worker"])  # used when the server first starts
+    else:
+        ctx = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(
         max_workers=workers or os.cpu_count() or 1, mp_context=ctx, initializer=_one_thread
     )

@@ -59,6 +59,8 @@ def test_json_round_trip_keeps_spec_and_key(method, T, seeds, entropy, eta, radi
 def test_key_is_a_function_of_content_only():
     """Equal content ⇒ equal key (config defaults filled in; list vs tuple); any changed field ⇒ another key."""
     assert spec().key == spec(config={"ell": 3, "delta": 0.0}).key == spec(shape=[6]).key
+    assert spec(config={"ell": 3, "delta": 1}).key == spec(config={"ell": 3, "delta": 1.0}).key
+    assert spec(eta=1).key == spec(eta=1.0).key
     changes = [  # one field changed at a time (the domain with the parameters it needs)
         dict(method="adagrad_full", config={}),
         dict(stream="low_rank_noise"),
