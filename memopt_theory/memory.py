@@ -85,8 +85,10 @@ def memory_row(name: str, shape: tuple[int, ...], config: Any = None, *, count: 
     cs, cb = -1, -1
     if count:
         st = m.init(tuple(shape), cfg, dtype=torch.float64)
-        g = torch.randn(tuple(shape), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-        _, st = m.update(g, st, cfg)  # windows and sketches allocate on init; one step proves it
+        gen = torch.Generator().manual_seed(0)
+        g = torch.randn(tuple(shape), dtype=torch.float64, generator=gen)
+        w = torch.randn(tuple(shape), dtype=torch.float64, generator=gen)  # rules that read the iterate
+        _, st = m.update(g, st, cfg, param=w)  # windows and sketches allocate on init; one step proves it
         cs, cb = counted_scalars(st), counted_bits(st)
     return MemoryRow(name, tuple(shape), scal, cs, bits, cb, 4 * scal + (bits + 7) // 8)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from memopt_theory import methods
 from memopt_theory.memory import memory_row
@@ -22,6 +23,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shape", type=_shape, action="append", help="parameter shape, e.g. 1024 or 256x128 (repeatable)")
     p.add_argument("--methods", default="", help="comma-separated method names (default: all)")
     p.add_argument("--no-count", action="store_true", help="closed form only (skip building states: huge shapes)")
+    p.add_argument("--ell", type=int, default=16, help="sketch size ℓ for methods that require one (default 16)")
+    p.add_argument("--lr", type=float, default=1e-3, help="lr for methods that require one (default 1e-3)")
+
+
+def _config(m, args: argparse.Namespace):
+    """The method's default Config, with required fields (no default) filled from the command line."""
+    known = {"ell": args.ell, "lr": args.lr}
+    missing = [f.name for f in dataclasses.fields(m.Config) if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    unknown = [f for f in missing if f not in known]
+    if unknown:
+        raise ValueError(f"{m.name}.Config needs {', '.join(unknown)}; use the Python API")
+    return m.Config(**{f: known[f] for f in missing})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,13 +48,14 @@ def run(args: argparse.Namespace) -> int:
         for n in names:
             m = methods.get(n)
             try:
-                m.Config()
-            except TypeError:
-                print(f"  {n:<18} needs a configuration; skipped (use the Python API)")
+                r = memory_row(n, shape, _config(m, args), count=not args.no_count)
+            except ValueError as e:  # e.g. a default rank larger than this shape allows: say so, row by row
+                print(f"  {n:<18} default Config does not fit this shape: {e}")
+                bad += 1
                 continue
-            r = memory_row(n, shape, count=not args.no_count)
             ok = "-" if args.no_count else ("yes" if r.agrees else "NO")
             bad += ok == "NO"
-            print(f"  {n:<18} {r.model_scalars:>14,} {r.counted_scalars:>14,} {r.model_bits:>12,} {r.counted_bits:>12,} "
-                  f"{r.bytes_float32:>12,}  {ok}")
+            cs = "-" if args.no_count else f"{r.counted_scalars:,}"
+            cb = "-" if args.no_count else f"{r.counted_bits:,}"
+            print(f"  {n:<18} {r.model_scalars:>14,} {cs:>14} {r.model_bits:>12,} {cb:>12} {r.bytes_float32:>12,}  {ok}")
     return 1 if bad else 0

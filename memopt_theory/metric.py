@@ -149,9 +149,11 @@ class Kronecker(Metric):
         nb = x.ndim - p
         y = x
         for i, F in enumerate(self.factors):
-            # move mode i last, multiply by F_iᵀ (= F_i, symmetric), move it back
+            # mode-i product: move mode i last, y ← y·F_iᵀ (F_i symmetric), move it back. F's batch axes
+            # are aligned with y's by inserting singleton axes for the other p − 1 modes.
             y = y.movedim(nb + i, -1)
-            y = y @ F.transpose(-1, -2).reshape(*F.shape[:-2], *([1] * (p - 1)), *F.shape[-2:])
+            Fb = F.transpose(-1, -2).reshape(*F.shape[:-2], *([1] * (p - 1)), *F.shape[-2:])
+            y = (y.unsqueeze(-2) @ Fb).squeeze(-2)
             y = y.movedim(-1, nb + i)
         return y
 
