@@ -29,8 +29,11 @@ the LP's dual (polyhedral K) or a dual ascent (ball, nuclear ball).
 **Solvers.** linear: x̂ = lmo(Σ a_s), exact (gap 0). least squares / logistic: proximal Newton
 x ← Π_K^{∇²F}(x − ∇²F⁻¹∇F) with Armijo backtracking (one step for least squares), Π^{∇²F} from
 online_convex.domains_hnorm; nuclear ball: FISTA with restarts and Euclidean projections; unconstrained least
-squares: ``torch.linalg.lstsq``. hinge: ``scipy.optimize.linprog`` (HiGHS) on box, simplex, R^S; on the ball
-and nuclear ball the dual max_{u∈[0,1]^t} Σu_s − σ_K(Σ u_s y_s a_s) by L-BFGS-B, x̂ = lmo(−Σ u_s y_s a_s).
+squares: the pseudo-inverse (min-norm solution). hinge: ``scipy.optimize.linprog`` (HiGHS) on box, simplex,
+R^S; on the ball and nuclear ball the dual max_{u∈[0,1]^t} Σu_s − σ_K(Σ u_s y_s a_s) by L-BFGS-B,
+x̂ = lmo(−Σ u_s y_s a_s), then FISTA on the Huber-smoothed hinge (δ = 1 … 10⁻⁴, warm starts), keeping per seed
+the best primal value and the best dual bound. There the gap is not promised below rtol (measured: 2.5e-6
+relative at t = 30, d = 3; 1.5e-6 at t = 400, d = 16 on the ball; 1e-5 on a 2×8 nuclear ball).
 
 **Unbounded problems.** On K = R^S the infimum of a linear loss (Σa_s ≠ 0) or of the logistic loss on weakly
 separable data (some v ≠ 0 with y_s⟨a_s, v⟩ ≥ 0 for all s, one strictly; an LP decides it) is not attained:
@@ -52,6 +55,7 @@ from memopt_theory.metric import Dense
 from memopt_theory.validation import check_int, check_real
 from online_convex.domains import Domain, make_domain
 from online_convex.problems import Problem, RoundData
+from online_convex.problems import get_problem as get_problem_
 
 __all__ = ["ComparatorResult", "best_fixed_point", "dual_lower_bound", "certify"]
 
@@ -174,23 +178,31 @@ def _newton(
 
 
 def _fista(
-    problem: Problem, data: RoundData, t_end: int, domain: Domain, x: Tensor, rtol: float, max_iter: int
+    problem: Problem,
+    data: RoundData,
+    t_end: int,
+    domain: Domain,
+    x: Tensor,
+    rtol: float,
+    max_iter: int,
+    curvature: float | None = None,
 ) -> Tensor:
     """Accelerated projected gradient (Beck & Teboulle 2009) with function-value restarts (O'Donoghue & Candès
-    2015), per seed; step 1/L, L = c·‖A‖₂² (c = 1 least squares, ¼ logistic: sup φ''), Euclidean projections.
-    Stops when every seed's certified gap is ≤ rtol·(1 + |F|) (checked every 10 steps)."""
+    2015), per seed; step 1/L, L = c·‖A‖₂² with c = sup φ'' (1 least squares, ¼ logistic, or ``curvature``),
+    Euclidean projections. Unless ``curvature`` is given, stops when every seed's certified gap is
+    ≤ rtol·(1 + |F|) (checked every 10 steps)."""
     k = len(data.shape)
     bshape = lambda v: v.reshape(*v.shape, *([1] * k))  # noqa: E731
     A = _rows(data, t_end)
-    L = torch.linalg.matrix_norm(A, ord=2) ** 2 * (0.25 if problem.name == "logistic" else 1.0)
-    L = bshape(L + torch.finfo(x.dtype).tiny)
+    c = curvature if curvature is not None else (0.25 if problem.name == "logistic" else 1.0)
+    L = bshape(torch.linalg.matrix_norm(A, ord=2) ** 2 * c + torch.finfo(x.dtype).tiny)
     z, x_prev = x, x
     theta = torch.ones(x.shape[: x.ndim - k], dtype=x.dtype, device=x.device)
     f_prev = problem.total_loss(x, data, t_end)
     for it in range(max_iter):
         x_new = domain.project(z - problem.total_grad(z, data, t_end) / L)
         f_new = problem.total_loss(x_new, data, t_end)
-        if it % 10 == 0:
+        if curvature is None and it % 10 == 0:
             value, lower = certify(problem, data, t_end, domain, x_new)
             if bool(((value - lower) <= rtol * (1 + value.abs())).all()):
                 return x_new
@@ -201,6 +213,49 @@ def _fista(
         theta = torch.where(restart, torch.ones_like(theta), theta_new)
         x_prev, f_prev = x_new, f_new
     return x_prev
+
+
+def _smoothed_hinge(delta: float) -> Problem:
+    """Huber-smoothed hinge φ_δ(m) (m = yp): 0 for m ≥ 1, (1 − m)²/(2δ) on [1 − δ, 1], 1 − m − δ/2 below;
+    φ − δ/2 ≤ φ_δ ≤ φ, φ_δ'' ≤ 1/δ, and φ_δ'(p) = −y·clip((1 − m)/δ, 0, 1) is a valid hinge dual point."""
+
+    def phi(p: Tensor, y: Tensor) -> Tensor:
+        r = 1 - y * p
+        return torch.where(
+            r <= 0, torch.zeros_like(r), torch.where(r <= delta, r * r / (2 * delta), r - delta / 2)
+        )
+
+    def dphi(p: Tensor, y: Tensor) -> Tensor:
+        return -y * ((1 - y * p) / delta).clamp(0, 1)
+
+    return Problem("smoothed_hinge", phi, dphi, lambda p, y: torch.zeros_like(p), True, True)
+
+
+def _hinge_refine(
+    data: RoundData, t_end: int, domain: Domain, x: Tensor, alpha: Tensor, rtol: float, max_iter: int
+):
+    """Improve a hinge (x̂, α) pair on the ball / nuclear ball by FISTA on the smoothed hinge with δ = 1, 0.1, …,
+    10⁻⁴ (warm starts); per seed keep the best primal value and the best dual bound seen. Any candidate is
+    valid: x̂ ∈ K always, and α = φ_δ'(p) ∈ −y·[0, 1] lies in dom φ* of the hinge."""
+    hinge = get_problem_("hinge")
+    k = len(data.shape)
+    val = hinge.total_loss(x, data, t_end)
+    low = dual_lower_bound(hinge, data, t_end, domain, alpha)
+    for delta in (1.0, 1e-1, 1e-2, 1e-3, 1e-4):
+        if bool(((val - low) <= rtol * (1 + val.abs())).all()):
+            break
+        sm = _smoothed_hinge(delta)
+        z = _fista(sm, data, t_end, domain, x, rtol, max_iter, curvature=1.0 / delta)
+        p, y, _ = hinge._margins(z, data, t_end, "best_fixed_point")
+        a_new = sm.dphi(p, y)
+        v_new = hinge.total_loss(z, data, t_end)
+        l_new = dual_lower_bound(hinge, data, t_end, domain, a_new)
+        better = v_new < val
+        x = torch.where(better.reshape(*better.shape, *([1] * k)), z, x)
+        val = torch.minimum(val, v_new)
+        alpha = torch.where(l_new > low, a_new, alpha)
+        low = torch.maximum(low, l_new)
+    return x, alpha
 
 
 def _hinge_lp(data: RoundData, t_end: int, domain: Domain) -> tuple[Tensor, Tensor]:
@@ -223,7 +278,7 @@ def _hinge_lp(data: RoundData, t_end: int, domain: Domain) -> tuple[Tensor, Tens
             kw = {"A_eq": np.concatenate([np.ones(n), np.zeros(t)])[None], "b_eq": [domain.radius]}
         else:
             xb = [(None, None)] * n
-        res = linprog(c, A_ub=A_ub, b_ub=-np.ones(t), bounds=xb + [(0, None)] * t, method="highs", **kw)
+        res = linprog(c, A_ub=A_ub, b_ub=-np.ones(t), bounds=xb + [(0, None)] * t, method="highs-ipm", **kw)
         if res.status != 0:
             raise RuntimeError(f"best_fixed_point: HiGHS failed on the hinge LP: {res.message}")
         u = np.clip(-res.ineqlin.marginals, 0.0, 1.0)
@@ -365,7 +420,7 @@ def best_fixed_point(
         x, alpha = (
             _hinge_lp(data, t_end, domain)
             if domain.name in ("box", "simplex", "unconstrained")
-            else _hinge_dual(data, t_end, domain)
+            else _hinge_refine(data, t_end, domain, *_hinge_dual(data, t_end, domain), rtol, max_iter or 300)
         )
     elif not domain.bounded and name == "least_squares":
         A = _rows(data, t_end)
