@@ -29,7 +29,7 @@ the LP's dual (polyhedral K) or a dual ascent (ball, nuclear ball).
 **Solvers.** linear: x̂ = lmo(Σ a_s), exact (gap 0). least squares / logistic: proximal Newton
 x ← Π_K^{∇²F}(x − ∇²F⁻¹∇F) with Armijo backtracking (one step for least squares), Π^{∇²F} from
 online_convex.domains_hnorm; nuclear ball: FISTA with restarts and Euclidean projections; unconstrained least
-squares: the pseudo-inverse (min-norm solution). hinge: ``scipy.optimize.linprog`` (HiGHS) on box, simplex,
+squares: the pseudo-inverse (min-norm solution). hinge (online_convex.comparator_hinge): ``scipy.optimize.linprog`` (HiGHS) on box, simplex,
 R^S; on the ball and nuclear ball the dual max_{u∈[0,1]^t} Σu_s − σ_K(Σ u_s y_s a_s) by L-BFGS-B,
 x̂ = lmo(−Σ u_s y_s a_s), then FISTA on the Huber-smoothed hinge (δ = 1 … 10⁻⁴, warm starts), keeping per seed
 the best primal value and the best dual bound. There the gap is not promised below rtol (measured: 2.5e-6
@@ -48,14 +48,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import linprog, minimize
+from scipy.optimize import linprog
 from torch import Tensor
 
 from memopt_theory.metric import Dense
 from memopt_theory.validation import check_int, check_real
 from online_convex.domains import Domain, make_domain
 from online_convex.problems import Problem, RoundData
-from online_convex.problems import get_problem as get_problem_
 
 __all__ = ["ComparatorResult", "best_fixed_point", "dual_lower_bound", "certify"]
 
@@ -215,119 +214,6 @@ def _fista(
     return x_prev
 
 
-def _smoothed_hinge(delta: float) -> Problem:
-    """Huber-smoothed hinge φ_δ(m) (m = yp): 0 for m ≥ 1, (1 − m)²/(2δ) on [1 − δ, 1], 1 − m − δ/2 below;
-    φ − δ/2 ≤ φ_δ ≤ φ, φ_δ'' ≤ 1/δ, and φ_δ'(p) = −y·clip((1 − m)/δ, 0, 1) is a valid hinge dual point."""
-
-    def phi(p: Tensor, y: Tensor) -> Tensor:
-        r = 1 - y * p
-        return torch.where(
-            r <= 0, torch.zeros_like(r), torch.where(r <= delta, r * r / (2 * delta), r - delta / 2)
-        )
-
-    def dphi(p: Tensor, y: Tensor) -> Tensor:
-        return -y * ((1 - y * p) / delta).clamp(0, 1)
-
-    return Problem("smoothed_hinge", phi, dphi, lambda p, y: torch.zeros_like(p), True, True)
-
-
-def _hinge_refine(
-    data: RoundData, t_end: int, domain: Domain, x: Tensor, alpha: Tensor, rtol: float, max_iter: int
-):
-    """Improve a hinge (x̂, α) pair on the ball / nuclear ball by FISTA on the smoothed hinge with δ = 1, 0.1, …,
-    10⁻⁴ (warm starts); per seed keep the best primal value and the best dual bound seen. Any candidate is
-    valid: x̂ ∈ K always, and α = φ_δ'(p) ∈ −y·[0, 1] lies in dom φ* of the hinge."""
-    hinge = get_problem_("hinge")
-    k = len(data.shape)
-    val = hinge.total_loss(x, data, t_end)
-    low = dual_lower_bound(hinge, data, t_end, domain, alpha)
-    for delta in (1.0, 1e-1, 1e-2, 1e-3, 1e-4):
-        if bool(((val - low) <= rtol * (1 + val.abs())).all()):
-            break
-        sm = _smoothed_hinge(delta)
-        z = _fista(sm, data, t_end, domain, x, rtol, max_iter, curvature=1.0 / delta)
-        p, y, _ = hinge._margins(z, data, t_end, "best_fixed_point")
-        a_new = sm.dphi(p, y)
-        v_new = hinge.total_loss(z, data, t_end)
-        l_new = dual_lower_bound(hinge, data, t_end, domain, a_new)
-        better = v_new < val
-        x = torch.where(better.reshape(*better.shape, *([1] * k)), z, x)
-        val = torch.minimum(val, v_new)
-        alpha = torch.where(l_new > low, a_new, alpha)
-        low = torch.maximum(low, l_new)
-    return x, alpha
-
-
-def _hinge_lp(data: RoundData, t_end: int, domain: Domain) -> tuple[Tensor, Tensor]:
-    """min Σ_s ξ_s s.t. ξ_s ≥ 1 − y_s⟨a_s, x⟩, ξ ≥ 0, x ∈ K (box, simplex or R^S) by HiGHS, per seed; returns x̂
-    and the dual α_s = −y_s·u_s from the LP multipliers u_s ∈ [0, 1] of the margin constraints."""
-    from scipy.sparse import csr_matrix, hstack, identity
-
-    A = _rows(data, t_end).reshape(-1, t_end, domain.n).cpu().double().numpy()
-    Y = data.y[:t_end].movedim(0, -1).reshape(-1, t_end).cpu().double().numpy()
-    n, t = domain.n, t_end
-    xs, alphas = [], []
-    for b in range(A.shape[0]):
-        A_ub = hstack([csr_matrix(-Y[b][:, None] * A[b]), -identity(t)], format="csr")
-        c = np.concatenate([np.zeros(n), np.ones(t)])
-        kw: dict = {}
-        if domain.name == "box":
-            xb = [(domain.lo, domain.hi)] * n
-        elif domain.name == "simplex":
-            xb = [(0, None)] * n
-            kw = {"A_eq": np.concatenate([np.ones(n), np.zeros(t)])[None], "b_eq": [domain.radius]}
-        else:
-            xb = [(None, None)] * n
-        res = linprog(c, A_ub=A_ub, b_ub=-np.ones(t), bounds=xb + [(0, None)] * t, method="highs-ipm", **kw)
-        if res.status != 0:
-            raise RuntimeError(f"best_fixed_point: HiGHS failed on the hinge LP: {res.message}")
-        u = np.clip(-res.ineqlin.marginals, 0.0, 1.0)
-        if (
-            domain.name == "unconstrained"
-        ):  # make Σ α_s a_s = 0 exact on the coordinates strictly inside (0, 1)
-            free = (u > 1e-9) & (u < 1 - 1e-9)
-            M = (Y[b][:, None] * A[b]).T  # Σ u_s y_s a_s = M u
-            if free.any():
-                u[free] -= np.linalg.lstsq(M[:, free], M @ u, rcond=None)[0]
-        xs.append(res.x[:n])
-        alphas.append(-Y[b] * u)
-    to = dict(dtype=data.a.dtype, device=data.a.device)
-    x = torch.tensor(np.array(xs), **to).reshape(*data.batch, *domain.shape)
-    alpha = torch.tensor(np.array(alphas), **to).reshape(*data.batch, t).movedim(-1, 0)
-    return x, alpha
-
-
-def _hinge_dual(data: RoundData, t_end: int, domain: Domain) -> tuple[Tensor, Tensor]:
-    """max_{u∈[0,1]^t} D(u) = Σ_s u_s − σ_K(Σ_s u_s y_s a_s) by L-BFGS-B per seed, σ_K(v) = ⟨v, lmo(−v)⟩ with
-    gradient (Danskin) 1 − y_s⟨a_s, lmo(−v)⟩; x̂ = lmo(−v) at the dual solution."""
-    A = _rows(data, t_end).reshape(-1, t_end, domain.n).cpu().double()
-    Y = data.y[:t_end].movedim(0, -1).reshape(-1, t_end).cpu().double()
-    xs, alphas = [], []
-    for b in range(A.shape[0]):
-        M = Y[b][:, None] * A[b]  # rows y_s vec a_s
-
-        def negD(u: np.ndarray, M=M) -> tuple[float, np.ndarray]:
-            v = (torch.from_numpy(u) @ M).reshape(domain.shape)
-            s = domain.lmo(-v)
-            return float(-u.sum() + (v * s).sum()), (-1 + M @ s.reshape(-1)).numpy()
-
-        res = minimize(
-            negD,
-            np.full(t_end, 0.5),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=[(0, 1)] * t_end,
-            options={"maxiter": 500},
-        )
-        u = np.clip(res.x, 0, 1)
-        xs.append(domain.lmo(-(torch.from_numpy(u) @ M).reshape(domain.shape)).reshape(-1).numpy())
-        alphas.append(-Y[b].numpy() * u)
-    to = dict(dtype=data.a.dtype, device=data.a.device)
-    x = torch.tensor(np.array(xs), **to).reshape(*data.batch, *domain.shape)
-    alpha = torch.tensor(np.array(alphas), **to).reshape(*data.batch, t_end).movedim(-1, 0)
-    return x, alpha
-
-
 def _weakly_separable(data: RoundData, t_end: int) -> list[int]:
     """Seeds with a direction v ∈ [−1, 1]^N, y_s⟨a_s, v⟩ ≥ 0 for all s and Σ_s y_s⟨a_s, v⟩ > 0 (LP): there the
     logistic loss decreases for ever along v, so its infimum over R^S is not attained."""
@@ -369,6 +255,7 @@ def best_fixed_point(
     -------
     ComparatorResult with x (B + S), value, lower (B), gap = value − lower.
     """
+    from online_convex.comparator_hinge import hinge_dual, hinge_lp, hinge_refine
     from online_convex.problems import get_problem
 
     where = "best_fixed_point"
@@ -418,9 +305,9 @@ def best_fixed_point(
         alpha = torch.ones_like(data.y[:t_end])
     elif name == "hinge":
         x, alpha = (
-            _hinge_lp(data, t_end, domain)
+            hinge_lp(data, t_end, domain)
             if domain.name in ("box", "simplex", "unconstrained")
-            else _hinge_refine(data, t_end, domain, *_hinge_dual(data, t_end, domain), rtol, max_iter or 300)
+            else hinge_refine(data, t_end, domain, *hinge_dual(data, t_end, domain), rtol, max_iter or 300)
         )
     elif not domain.bounded and name == "least_squares":
         A = _rows(data, t_end)
