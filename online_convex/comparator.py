@@ -29,10 +29,11 @@ the LP's dual (polyhedral K) or a dual ascent (ball, nuclear ball).
 **Solvers.** linear: x̂ = lmo(Σ a_s), exact (gap 0). least squares / logistic: proximal Newton
 x ← Π_K^{∇²F}(x − ∇²F⁻¹∇F) with Armijo backtracking (one step for least squares), Π^{∇²F} from
 online_convex.domains_hnorm; nuclear ball: FISTA with restarts and Euclidean projections; unconstrained least
-squares: the pseudo-inverse (min-norm solution). hinge (online_convex.comparator_hinge): ``scipy.optimize.linprog`` (HiGHS) on box, simplex,
-R^S; on the ball and nuclear ball the dual max_{u∈[0,1]^t} Σu_s − σ_K(Σ u_s y_s a_s) by L-BFGS-B,
-x̂ = lmo(−Σ u_s y_s a_s), then FISTA on the Huber-smoothed hinge (δ = 1 … 10⁻⁴, warm starts), keeping per seed
-the best primal value and the best dual bound. There the gap is not promised below rtol (measured: 2.5e-6
+squares: the pseudo-inverse (min-norm solution). hinge (online_convex.comparator_hinge): HiGHS linear
+programs (scipy.optimize.linprog) on box, simplex, R^S; on the ball and nuclear ball the dual
+max_{u∈[0,1]^t} Σu_s − σ_K(Σ u_s y_s a_s) by L-BFGS-B, x̂ = lmo(−Σ u_s y_s a_s), then FISTA on the
+Huber-smoothed hinge (δ = 1 … 10⁻⁴, warm starts), keeping per seed the best primal value and the best dual
+bound. There the gap is not promised below rtol (measured: 2.5e-6
 relative at t = 30, d = 3; 1.5e-6 at t = 400, d = 16 on the ball; 1e-5 on a 2×8 nuclear ball).
 
 **Unbounded problems.** On K = R^S the infimum of a linear loss (Σa_s ≠ 0) or of the logistic loss on weakly
