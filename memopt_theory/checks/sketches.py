@@ -72,6 +72,21 @@ def classic_fd_bound(seed: int, fast: bool) -> tuple[float, float]:
     return float(err), float(omega_ell(psd_eigvals_desc(A.T @ A), ell))
 
 
+def classic_fd_projection(seed: int, fast: bool) -> tuple[float, float]:
+    r"""Classic FD projection error (Ghashami et al. 2016; B1), k = ⌊ℓ/2⌋:
+    ‖A − A·V_kV_kᵀ‖²_F ≤ ℓ/(ℓ−k)·‖A − A_k‖²_F, V_k the top-k right singular vectors of the sketch B.
+    (Derivation in tests/theory/test_sketches.py::test_classic_fd_projection_bound.)"""
+    F, ell = _instance(seed, fast)
+    A = F[..., 0]
+    state = fd_classic_init(A.shape[1], ell)
+    for a in A:
+        state = fd_classic_update(state, a)
+    k = ell // 2
+    Vk = torch.linalg.svd(state.B, full_matrices=False)[2][:k].T
+    err = float(((A - A @ Vk @ Vk.T) ** 2).sum())
+    return err, ell / (ell - k) * float((torch.linalg.svdvals(A) ** 2)[k:].sum())
+
+
 def sketch_below(seed: int, fast: bool) -> tuple[float, float]:
     r"""FD under-approximates (B2(a), B1 P1): Ḡ_T = BᵀB ⪯ AᵀA = G_T, i.e. λ_max(G_T^{−1/2}Ḡ_TG_T^{−1/2}) ≤ 1."""
     F, ell = _instance(seed, fast)
@@ -160,6 +175,11 @@ CHECKS = (
         "FD classic: ||AtA-BtB|| <= min_k tail_k/(l-k)",
         "Ghashami et al. 2016; ALGORITHMS.md B1",
         classic_fd_bound,
+    ),
+    Check(
+        "FD classic: projection err <= l/(l-k) tail_k",
+        "Ghashami et al. 2016; ALGORITHMS.md B1",
+        classic_fd_projection,
     ),
     Check("FD: Gbar <= G (gen. eig)", f"{_REF}, Alg. 1; ALGORITHMS.md B2(a)", sketch_below),
     Check("FD sandwich: G <= Gbar + rho I (gen. eig)", f"{_REF}; ALGORITHMS.md B2(a)", sandwich_above),

@@ -97,6 +97,25 @@ def test_classic_fd_covariance_bound_for_every_k(stream):
     assert float(lam.abs().max()) <= float(fd_covariance_error_bound(A, ell)) + tol
 
 
+@settings(max_examples=60, deadline=None)
+@given(streams(max_T=40), st.data())
+def test_classic_fd_projection_bound(stream, data):
+    """B1 [reconstructed]: for 0 ≤ k < ℓ, ‖A − A·V_kV_kᵀ‖²_F ≤ ℓ/(ℓ−k)·‖A − A_k‖²_F, V_k = top-k right singular
+    vectors of the sketch B. Derivation: ‖A − AV_kV_kᵀ‖²_F = ‖A‖²_F − ‖AV_k‖²_F, and ‖AV_k‖²_F ≥ ‖BV_k‖²_F ≥
+    Σ_{i≤k} ‖Bu_i‖² ≥ Σ_{i≤k} (‖Au_i‖² − Δ) = ‖A_k‖²_F − kΔ (P1, Ky Fan, P2; u_i = A's top right singular
+    vectors), so the error is ≤ ‖A − A_k‖²_F + kΔ ≤ (1 + k/(ℓ−k))‖A − A_k‖²_F by P3's Δ ≤ ‖A − A_k‖²_F/(ℓ−k)."""
+    A, ell = stream
+    k = data.draw(st.integers(0, ell - 1))
+    state = fd_classic_init(A.shape[1], ell)
+    for a in A:
+        state = fd_classic_update(state, a)
+    Vk = torch.linalg.svd(state.B, full_matrices=False)[2][:k].T  # d × k (fewer if B has fewer rows)
+    err = float(((A - A @ Vk @ Vk.T) ** 2).sum())
+    tail = float((torch.linalg.svdvals(A) ** 2)[k:].sum())
+    # the Gram round-off of the module docstring enters once per projected direction and once for ‖A‖²_F
+    assert err <= ell / (ell - k) * tail + _tol(A, 2 * ell) * (k + 1)
+
+
 @settings(max_examples=30, deadline=None)
 @given(streams(max_T=12))
 def test_classic_fd_exact_until_first_shrink(stream):
