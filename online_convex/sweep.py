@@ -171,10 +171,8 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        """``method(field=value, …)`` with the fields that differ from the Config defaults."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self.method_config().__class__)}
-        diff = [f"{k}={_thaw(v)!r}" for k, v in self.config if defaults.get(k, dataclasses.MISSING) != v]
-        return f"{self.method}({', '.join(diff)})"
+        """``method(field=value, …)`` with every Config field: one label per distinct method and Config."""
+        return f"{self.method}({', '.join(f'{k}={_thaw(v)!r}' for k, v in self.config)})"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (lists for tuples); ``RunSpec.from_dict`` inverts it."""

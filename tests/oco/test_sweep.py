@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -231,6 +232,12 @@ def test_best_points_and_plot_have_one_point_per_method_and_rank(tmp_path):
     axes = regret_vs_memory(df)
     for ax in axes:
         assert sum(len(c.get_offsets()) for c in ax.collections) == 4
+        assert sorted(a.get_text() for a in ax.texts) == [
+            "",
+            "ell=2",
+            "ell=3",
+            "ell=5",
+        ]  # the rank, and AdaGrad
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -335,7 +342,7 @@ def test_npz_without_json_is_an_unfinished_run_and_is_rerun(stored, reference):
 def test_failing_run_names_the_spec_and_keeps_finished_ones(tmp_path):
     bad = RunSpec(method="ogd", stream="power_law", shape=(3,), T=5, eta="theory", domain="unconstrained")
     with pytest.raises(
-        RuntimeError, match=rf"run {bad.key} \(ogd\(\) on power_law\) failed: .*bounded domain"
+        RuntimeError, match=rf"run {bad.key} \({re.escape(bad.label)} on power_law\) failed: .*bounded domain"
     ):
         sweep([SPECS[0], bad], ThreadPoolExecutor(1), results_dir=tmp_path, progress=False)
     assert ResultStore(tmp_path).keys() == [SPECS[0].key]
