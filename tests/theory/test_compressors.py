@@ -151,7 +151,8 @@ def test_error_feedback_identities_top_k(data):
         c, _, state = ef.step(g[t], state)
         csum = csum + c
         assert torch.equal(csum, g[: t + 1].sum(0) - state.e)
-        assert float((state.e**2).sum()) <= (1 - k / d) * float((a**2).sum())
+        # equality holds when every |a_i| is equal; the float constant 1 − k/d may round down by 1 ulp
+        assert float((state.e**2).sum()) <= (1 - k / d) * float((a**2).sum()) * (1 + 1e-12)
         if q < 1:
             assert float(state.e.norm()) <= q * G / (1 - q) + 1e-9 * (G + 1)  # one norm's round-off
 
