@@ -230,6 +230,21 @@ def test_batch_axis_equals_per_seed_calls_and_keeps_dtype(dom):
         Hb = None if H is None else Diagonal(H.h[b], shape)
         torch.testing.assert_close(xb[b], domain.project(y[b], Hb), rtol=1e-13, atol=1e-13)  # same arithmetic
     assert domain.project(y.float(), None).dtype == torch.float32
+    # batched metrics of every structured class: seed b of the batch = the call with seed b's metric
+    for kind in ("Dense", "LowRankPlusScaled", "Kronecker"):
+        Ms = [metric(kind, shape, 20 + b) for b in range(4)]
+        if kind == "Dense":
+            Hb = Dense(torch.stack([M.H for M in Ms]), shape)
+        elif kind == "LowRankPlusScaled":
+            Hb = LowRankPlusScaled(
+                *(torch.stack([getattr(M, f) for M in Ms]) for f in ("U", "s", "c")), shape
+            )
+        else:
+            Hb = Kronecker(tuple(torch.stack([M.factors[i] for M in Ms]) for i in range(2)), shape)
+        ball = make_domain("l2_ball", shape, radius=0.5)
+        xb = ball.project(y, Hb)
+        for b in range(4):
+            torch.testing.assert_close(xb[b], ball.project(y[b], Ms[b]), rtol=1e-12, atol=1e-12)
     # a shared (unbatched) metric broadcasts over seeds
     Hs = metric("Dense", shape, 1)
     torch.testing.assert_close(
@@ -283,3 +298,30 @@ def test_bad_input():
     with pytest.raises(ValueError, match="unbounded"):
         make_domain("unconstrained", (3,)).lmo(torch.ones(3, dtype=F64))
     assert set(DOMAIN_NAMES) == {"unconstrained", "l2_ball", "box", "simplex", "nuclear_ball"}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    dom=st.sampled_from(DOMAINS),
+    rank=st.integers(0, 4),
+    seed=st.integers(0, 2**16),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+)
+def test_h_projection_properties_random_psd(dom, rank, seed, scale):
+    """Random Dense H = scale·MMᵀ of rank 0..4 on R^4 (singular unless rank 4): x ∈ K, the VI over all of K,
+    and ‖x − y‖_H no larger than at any sampled point of K (here the Euclidean projection and 20 others)."""
+    n = 4
+    g = gen(seed)
+    M = torch.randn(n, rank, generator=g, dtype=F64)
+    Hd = scale * M @ M.T
+    domain = make_domain(dom[0], (n,), **dom[1])
+    y = 3 * torch.randn(n, generator=g, dtype=F64)
+    x = domain.project(y, Dense(Hd, (n,)))
+    f = lambda z: float((z - y) @ Hd @ (z - y))  # noqa: E731
+    tol = (
+        1e-8 * (1 + scale * float((M**2).sum())) * (1 + float(y @ y))
+    )  # null fill 1e-9 and rounding, see above
+    assert bool(domain.contains(x, atol=1e-10))
+    assert vi_max(domain, x, y, Hd) <= tol
+    zs = [domain.project(y)] + [domain.project(3 * torch.randn(n, generator=g, dtype=F64)) for _ in range(20)]
+    assert all(f(x) <= f(z) + tol for z in zs)
