@@ -32,7 +32,9 @@ State = TestbedState
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """FD-SON / RFD-SON: ``ell`` ℓ ≥ 1, ``lr`` > 0 (enters through c_sk), ``delta`` α_0 = δ ≥ 0, ``weight_decay`` ≥ 0."""
+    """FD-SON: ``ell`` ℓ ≥ 1, ``lr`` > 0 (enters through c_sk), ``delta`` α_0 = δ ≥ 0, ``weight_decay`` ≥ 0."""
+
+    _WHERE = "fd_son.Config"  # class attribute, not a field: names the method in error messages
 
     ell: int = 8
     lr: float = 1.0
@@ -40,10 +42,18 @@ class Config:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        check_int(self.ell, "ell", where="fd_son.Config", low=1)
-        check_real(self.lr, "lr", where="fd_son.Config", low=0.0, low_open=True)
-        check_real(self.delta, "delta", where="fd_son.Config", low=0.0)
-        check_real(self.weight_decay, "weight_decay", where="fd_son.Config", low=0.0)
+        where = self._WHERE
+        check_int(self.ell, "ell", where=where, low=1)
+        check_real(self.lr, "lr", where=where, low=0.0, low_open=True)
+        check_real(self.delta, "delta", where=where, low=0.0)
+        check_real(self.weight_decay, "weight_decay", where=where, low=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RfdConfig(Config):
+    """RFD-SON: the fields of FD-SON's Config; α_0 = δ (RFD0 at δ = 0), α_t = δ + ρ_{1:t}/2."""
+
+    _WHERE = "rfd_son.Config"
 
 
 def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -> State:
@@ -108,7 +118,7 @@ METHODS = (
     ),
     Method(
         "rfd_son",
-        Config,
+        RfdConfig,
         init,
         update_rfd_son,
         memory,

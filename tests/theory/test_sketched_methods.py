@@ -293,7 +293,7 @@ def test_metric_inverts_the_direction(name, cfg):
 @pytest.mark.parametrize("name", ["s_adagrad", "ada_fd", "fd_son", "rfd_son"])
 @pytest.mark.parametrize("ell,exc", [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError)])
 def test_bad_ell_is_refused(name, ell, exc):
-    with pytest.raises(exc, match=r"ell must be (an int|>= 1).*got"):
+    with pytest.raises(exc, match=rf"{name}\.Config: ell must be (an int|>= 1).*got"):
         methods.get(name).Config(ell=ell)
 
 
