@@ -47,6 +47,8 @@ __all__ = [
     "top_k",
     "densify",
     "k_of_density",
+    "quantize4",
+    "dequantize4",
 ]
 
 
@@ -214,3 +216,37 @@ class ErrorFeedback:
         a = state.e + g
         c, payload, comp = self.compressor.compress(a, state.comp)
         return c, payload, EFState(e=a - c, comp=comp)
+
+
+def quantize4(x: Tensor, block: int) -> tuple[Tensor, Tensor, Tensor]:
+    """4-bit block quantiser (§D1, MicroAdam): per block of ``block`` entries of the last axis,
+    u = (max − min)/15, q = ⌊(x − min)/u + ½⌋ ∈ {0..15}; constant blocks (u = 0) get q = 0.
+
+    Returns
+    -------
+    codes : Tensor, batch + (⌈N/2⌉,) uint8     two 4-bit codes a byte (even entry in the high nibble)
+    lo, hi : Tensor, batch + (⌈N/block⌉,)      block minima and maxima
+    """
+    N = x.shape[-1]
+    nb = -(-N // block)
+    pad = nb * block - N
+    xb = torch.nn.functional.pad(x, (0, pad)).reshape(*x.shape[:-1], nb, block)
+    if pad:  # padding must not widen the last block's range: fill it with that block's first entry
+        xb[..., -1, block - pad :] = xb[..., -1, :1]
+    lo, hi = xb.amin(-1), xb.amax(-1)
+    u = (hi - lo) / 15
+    safe = torch.where(u > 0, u, torch.ones_like(u))
+    q = torch.where(u.unsqueeze(-1) > 0, torch.floor((xb - lo.unsqueeze(-1)) / safe.unsqueeze(-1) + 0.5), 0.0)
+    q = q.clamp(0, 15).to(torch.uint8).reshape(*x.shape[:-1], -1)[..., :N]
+    q = torch.nn.functional.pad(q, (0, N % 2))
+    codes = (q[..., 0::2] << 4) | q[..., 1::2]
+    return codes, lo, hi
+
+
+def dequantize4(codes: Tensor, lo: Tensor, hi: Tensor, N: int, block: int) -> Tensor:
+    """x̂ = q·u + min per block (inverse of :func:`quantize4` up to |x − x̂| ≤ u/2)."""
+    q = torch.stack([codes >> 4, codes & 15], dim=-1).reshape(*codes.shape[:-1], -1)[..., :N]
+    nb = lo.shape[-1]
+    q = torch.nn.functional.pad(q, (0, nb * block - N)).reshape(*codes.shape[:-1], nb, block).to(lo.dtype)
+    u = (hi - lo) / 15
+    return (q * u.unsqueeze(-1) + lo.unsqueeze(-1)).reshape(*codes.shape[:-1], -1)[..., :N]

@@ -6,7 +6,7 @@ from tests.theory.cases import Case
 _ggt, _mfac = methods.get("ggt").Config, methods.get("mfac").Config
 _efm, _efg = methods.get("ef_mfac").Config, methods.get("ef_ggt").Config
 _smmf, _lda = methods.get("smmf").Config, methods.get("ldadam").Config
-_gal = methods.get("galore").Config
+_gal, _micro = methods.get("galore").Config, methods.get("microadam").Config
 
 CASES = {
     "ggt": Case(
@@ -57,5 +57,11 @@ CASES = {
         shape=(4, 6),
         shapes=((5,), (4, 6), (6, 4), (2, 3, 4)),
         extra_configs=(_gal(rank=1),),
+    ),
+    # window 3 < 7 steps wraps the ring; blocks of 4 (top-k) and 5 (quantiser) split the 6 entries unevenly
+    "microadam": Case(
+        _micro(lr=0.1, weight_decay=0.01, window=3, density=0.5, quant_block=5, topk_block=4),
+        shapes=((1,), (5,), (3, 4), (2, 3, 4)),
+        extra_configs=(_micro(), _micro(density=1.0, quant_block=2)),
     ),
 }

@@ -483,3 +483,60 @@ def test_galore_refreshes_projection_every_gap_and_decays_updated_weights():
         else:
             assert torch.equal(s.P, prev)
         torch.testing.assert_close(u_wd, u + 0.1 * 0.3 * (w - u), rtol=1e-13, atol=1e-15)
+
+
+# ---- MicroAdam (§D8, reference point) ----------------------------------------------------------------
+
+
+def test_microadam_density_one_within_window_is_adam():
+    """density 1, t ≤ m ⇒ e ≡ 0 and MicroAdam = Adam (standard ε, decoupled decay), derivation in the module."""
+    micro, adam = methods.get("microadam"), methods.get("adam")
+    kw = dict(lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.01)
+    c1, c2 = micro.Config(window=8, density=1.0, quant_block=3, topk_block=4, **kw), adam.Config(**kw)
+    G = _grads(8, (3, 5), 15)
+    w1 = w2 = _grads(1, (3, 5), 16)[0]
+    s1, s2 = micro.init((3, 5), c1), adam.init((3, 5), c2)
+    for g in G:
+        u1, s1 = micro.update(g, s1, c1, param=w1)
+        u2, s2 = adam.update(g, s2, c2, param=w2)
+        # the window sums Σβ^{age}g_s in another order than Adam's recursion: ~t·ε_mach relative
+        torch.testing.assert_close(u1, u2, rtol=1e-12, atol=1e-14)
+        w1, w2 = w1 - u1, w2 - u2
+        assert torch.equal(s1.lo, torch.zeros_like(s1.lo)) and torch.equal(s1.hi, torch.zeros_like(s1.hi))
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 30), block=st.integers(1, 12), seed=st.integers(0, 100), const=st.booleans())
+def test_four_bit_quantiser_error_at_most_half_a_step(N, block, seed, const):
+    """|x − x̂| ≤ u/2, u = (max − min)/15 per block; constant blocks are exact (§D1)."""
+    from memopt_theory.compressors import dequantize4, quantize4
+
+    x = _grads(1, (2, N), seed)[0] if not const else torch.full((2, N), 1.5, dtype=torch.float64)
+    codes, lo, hi = quantize4(x, block)
+    assert codes.dtype == torch.uint8 and codes.shape == (2, (N + 1) // 2)
+    xh = dequantize4(codes, lo, hi, N, block)
+    u = ((hi - lo) / 15).repeat_interleave(block, -1)[..., :N]
+    # one rounding in (x − min)/u and one in q·u + min: 4 ulps of the block's magnitude
+    assert bool(((x - xh).abs() <= u / 2 + 4e-16 * (x.abs() + 1)).all())
+    if const:
+        assert torch.equal(xh, x)
+
+
+def test_microadam_error_is_the_quantised_remainder():
+    """After a step, Q^{−1}(e) = Q^{−1}(Q(a with its block top-k zeroed)): the kept entries are exactly those in
+    the newest ring row; with t ≤ m, Σ rows + Q^{−1}(e) recovers Σg up to the quantisation errors (≤ u/2 each)."""
+    from memopt_theory.compressors import dequantize4
+
+    micro = methods.get("microadam")
+    cfg = micro.Config(window=5, density=0.25, quant_block=4, topk_block=8)
+    G = _grads(4, (16,), 17)
+    s = micro.init((16,), cfg)
+    slack = 0.0
+    for g in G:
+        s = micro.update(g, s, cfg)[1]
+        slack += float(((s.hi - s.lo) / 30).max())  # u/2 of the worst block, per step
+    # two top-k blocks of 8 with k_b = ⌊0.25·8⌋ = 2: block-relative indices of the second block are offset by 8
+    offset = torch.tensor([0, 0, 8, 8])
+    dense = torch.zeros(5, 16, dtype=torch.float64).scatter(-1, s.indices.long() + offset, s.values)
+    e = dequantize4(s.codes, s.lo, s.hi, 16, 4)
+    assert float((dense.sum(0) + e - G.sum(0)).abs().max()) <= slack + 1e-12

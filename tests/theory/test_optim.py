@@ -40,6 +40,7 @@ MLP = {
     "smmf": (0.1, {}),
     "ldadam": (0.1, {"rank": 4}),
     "galore": (0.3, {"rank": 4, "update_proj_gap": 20, "scale": 1.0}),
+    "microadam": (0.1, {"window": 10, "density": 0.1}),
 }
 MLP_STEPS = 60
 # cross-entropy starts at ≈ ln 10 = 2.30 (uniform prediction); every method in the table reached ≤ 0.52 in the
