@@ -29,8 +29,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds(a: argparse.Namespace, kinds: tuple[str, ...] | None, *, snapshots: bool = True) -> float:
-    """Wall time of ``a.steps`` training steps (model and data built beforehand, not timed)."""
+def seconds(
+    a: argparse.Namespace, kinds: tuple[str, ...] | None, *, snapshots: bool = True
+) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``a.steps`` training steps (model and data built beforehand, not timed).
+
+    CPU time of this process is the fairer clock on a shared CPU machine (others' load stretches wall time
+    but not ours); on a GPU only wall time means anything.
+    """
     run = make_run(
         "char_transformer", device=a.device, seed=0, width=a.width, batch_size=a.batch_size, context=a.context
     )
@@ -52,13 +58,13 @@ def seconds(a: argparse.Namespace, kinds: tuple[str, ...] | None, *, snapshots: 
                         snap.maybe_snapshot(t + 1, rec.factors())
 
         sync(run.device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         train(run, a.steps, recorder=rec, on_step=on_step)
         sync(run.device)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         if rec is not None:
             rec.close()
-    return dt
+    return dt, dc
 
 
 def main() -> None:

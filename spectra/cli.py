@@ -128,7 +128,7 @@ def _plot(
             ax,
             spectra,
             null=null_store.load(null_step, name),
-            title=f"{name} ({d}×{d}): cumulative eigenvalue mass per snapshot vs Gaussian null",
+            title=f"{name} ({d}×{d}): cumulative mass vs Gaussian null",
         )
     if len(featured) == 1:
         panels[1].set_axis_off()

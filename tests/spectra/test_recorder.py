@@ -337,3 +337,26 @@ def test_layers_sharing_an_input_get_their_own_factors():
     )
     torch.testing.assert_close(got["q:kfac_A"], wb, **TOL)
     torch.testing.assert_close(got["k:kfac_A"], wb, **TOL)
+
+
+def test_inplace_activation_and_dtype_device():
+    """An in-place ReLU after a layer must not change G (the tensor hook sees the pre-activation gradient);
+    a float32 model recorded in float64 keeps float64 factors on the requested device."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    inplace = nn.Sequential(nn.Linear(5, 6), nn.ReLU(inplace=True), nn.Linear(6, 3)).double()
+    inplace.load_state_dict(plain.state_dict())
+    X, y = batch(mlp(), 6, seed=1)
+    a, b = record(plain, [(X, y)]), record(inplace, [(X, y)])
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], **TOL)
+    f32 = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3))
+    f32.load_state_dict({k: v.float() for k, v in plain.state_dict().items()})
+    got = record(f32, [(X.float(), y)], dtype=torch.float64, device="cpu")
+    assert all(v.dtype == torch.float64 and v.device.type == "cpu" for v in got.values())
+    assert all(
+        v.dtype == torch.float32 for v in record(f32, [(X.float(), y)]).values()
+    )  # default: the model's
+    for k in a:
+        # the float32 forward/backward carries ~1e-7 relative error into the factors; 1e-5 leaves margin
+        torch.testing.assert_close(got[k], a[k], rtol=1e-5, atol=1e-6)
