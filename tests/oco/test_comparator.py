@@ -335,3 +335,27 @@ def test_bad_input():
         best_fixed_point("hinge", data, ball, 5)
     with pytest.raises(TypeError, match="domain must be a Domain"):
         best_fixed_point("linear", data, "l2_ball", 5)
+
+
+def test_logistic_unconstrained_real_data_certified():
+    """breast_cancer (standardised, scikit-learn's bundled copy) is not separable, so the logistic minimum over
+    R^30 is attained, at ‖x*‖ ≈ 425 where many u_s = σ(−y_s p_s) underflow towards 0. The certificate must stay
+    finite (α moved onto {Σα_s a_s = 0}, u clipped to [0, 1] at rounding level) and contain scipy's L-BFGS
+    minimum."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    data = RoundData(torch.tensor(X)[:, None], torch.tensor(2.0 * y - 1)[:, None])
+    res = best_fixed_point("logistic", data, make_domain("unconstrained", (30,)), len(y))
+    assert float(res.gap[0]) <= 1e-9 * (1 + float(res.value[0]))
+    Yp = 2.0 * y - 1
+    ref = minimize(
+        lambda w: np.logaddexp(0, -Yp * (X @ w)).sum(),
+        np.zeros(30),
+        jac=lambda w: -(X.T @ (Yp / (1 + np.exp(np.clip(Yp * (X @ w), -700, 700))))),
+        method="L-BFGS-B",
+        options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-12},
+    )
+    assert float(res.lower[0]) <= ref.fun + 1e-12  # L-BFGS's value is F at a point of R^30: ≥ the minimum
+    assert float(res.value[0]) <= ref.fun + 1e-9 * ref.fun  # and ours is at least as good
