@@ -115,8 +115,10 @@ def hinge_refine(
 ):
     """Improve a hinge (x̂, α) pair on the ball / nuclear ball by minimising the smoothed hinge with δ = 1, 0.1, …
     (warm starts): on the ball by proximal Newton (φ_δ is piecewise quadratic, so it is semismooth Newton with
-    the exact ball H-projection) down to δ = 10⁻⁸; on the nuclear ball by FISTA down to δ = 10⁻⁴. Per seed
-    keep the best primal value and the best dual bound seen. Any candidate is
+    the exact ball H-projection; ≤ 50 steps a stage, as its Armijo steps get short near the kinks and more
+    steps bought little: breast_cancer, t = 569, R = 1, 50 a stage: 4 s, gap 1e-6 relative; 300: 13 s, 1.2e-6)
+    down to δ = 10⁻⁸; on the nuclear ball by FISTA down to δ = 10⁻⁴. Per seed keep the best primal value and
+    the best dual bound seen. Any candidate is
     valid: x̂ ∈ K always, and α = φ_δ'(p) ∈ −y·[0, 1] lies in dom φ* of the hinge."""
     hinge = get_problem("hinge")
     k = len(data.shape)
@@ -128,7 +130,7 @@ def hinge_refine(
             break
         sm = _smoothed_hinge(delta)
         if domain.name == "l2_ball":  # piecewise-quadratic: proximal (semismooth) Newton with exact Π^H
-            z = _newton(sm, data, t_end, domain, x, rtol, max_iter, certified=False)
+            z = _newton(sm, data, t_end, domain, x, rtol, min(max_iter, 50), certified=False)
         else:
             z = _fista(sm, data, t_end, domain, x, rtol, max_iter, curvature=1.0 / delta)
         p, y, _ = hinge._margins(z, data, t_end, "best_fixed_point")
