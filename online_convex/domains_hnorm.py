@@ -191,6 +191,8 @@ def _ball(domain, y: Tensor, H: Metric) -> Tensor:
     if nb == 0:
         return _ball(domain, y.unsqueeze(0), _add_batch(H, y)).squeeze(0)
     yf = y.flatten(start_dim=nb)
+    if bool(((yf**2).sum(-1) <= R * R).all()):  # every seed inside: x = y, no eigendecomposition needed
+        return y
     lam, coef, rebuild = _eigen_parts(y, H, nb)
     lam = lam.clamp_min(0)
     lam_max = lam.max(-1, keepdim=True).values
