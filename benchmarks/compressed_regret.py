@@ -30,7 +30,7 @@ from online_convex.learners import Learner
 from online_convex.problems import RoundData
 from online_convex.streams import make_stream
 
-ETAS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+ETAS = (1e-4, 3e-4, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 VARIANTS = (
     ("top-k 90%", {"compressor": "topk", "density": 0.1}),
     ("top-k 99%", {"compressor": "topk", "density": 0.01}),
