@@ -169,9 +169,8 @@ class L2Ball(Domain):
 
     def _lmo(self, c: Tensor) -> Tensor:
         norm = torch.linalg.vector_norm(self._flat(c), dim=-1)
-        scale = -self.radius / norm.clamp_min(
-            torch.finfo(c.dtype).tiny
-        )  # c = 0: every s is optimal; 0 is returned
+        # c = 0: every s is optimal and 0 is returned (R/tiny would overflow to inf and 0·inf is NaN)
+        scale = torch.where(norm > 0, -self.radius / torch.where(norm > 0, norm, torch.ones_like(norm)), 0.0)
         return c * scale.reshape(*scale.shape, *([1] * len(self.shape)))
 
     def _contains(self, x: Tensor, atol: float) -> Tensor:

@@ -267,6 +267,15 @@ def test_lmo_and_diameters_against_brute_force():
         # no sampled pair is farther apart than the diameter
         assert float(torch.cdist(zs.reshape(2000, -1), zs.reshape(2000, -1)).max()) <= domain.diameter + 1e-12
     assert make_domain("unconstrained", (3,)).diameter == float("inf")
+    # c = 0: every point is optimal; the LMO returns a point of K, not NaN (radius large enough to overflow R/tiny)
+    for name, p in [
+        ("l2_ball", {"radius": 1e3}),
+        ("box", {"lo": -1.0, "hi": 2.0}),
+        ("simplex", {"radius": 5.0}),
+    ]:
+        domain = make_domain(name, (3,), **p)
+        s0 = domain.lmo(torch.zeros(2, 3, dtype=F64))
+        assert bool(domain.contains(s0, atol=1e-12).all())
 
 
 def test_bad_input():
