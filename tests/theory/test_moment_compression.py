@@ -285,3 +285,23 @@ def test_microadam_error_is_the_quantised_remainder():
     dense = torch.zeros(5, 16, dtype=torch.float64).scatter(-1, s.indices.long() + offset, s.values)
     e = dequantize4(s.codes, s.lo, s.hi, 16, 4)
     assert float((dense.sum(0) + e - G.sum(0)).abs().max()) <= slack + 1e-12
+
+
+def test_smmf_second_moment_equals_adafactor_implementation():
+    """Cross-implementation: engineer D's ``adafactor`` (ε1 = 0, same β̂2t = 1 − t^γ) run on the square-matricized
+    gradients keeps row/column statistics R, C with V̂ = RCᵀ/(1ᵀR); SMMF's r_Vc_Vᵀ must equal it (§D6 oracle)."""
+    from memopt_theory.factorization import square_shape
+
+    smmf, ada = methods.get("smmf"), methods.get("adafactor")
+    shape = (4, 3, 5)
+    n, m = square_shape(60)
+    c1, c2 = smmf.Config(decay_rate=-0.8), ada.Config(eps1=0.0, decay_rate=-0.8)
+    s1, s2 = smmf.init(shape, c1), ada.init((n, m), c2)
+    w = torch.zeros(n, m, dtype=torch.float64)
+    for g in _grads(6, shape, 18):
+        _, s1 = smmf.update(g, s1, c1)
+        step, s2 = ada.update(g.reshape(n, m), s2, c2, param=w)
+        w = w - step
+        V_hat = torch.outer(s2.R, s2.C) / s2.R.sum()
+        # both are row/column-sum EMAs of Ĝ² in float64: agreement to round-off
+        torch.testing.assert_close(torch.outer(s1.r_V, s1.c_V), V_hat, rtol=1e-12, atol=1e-15)
