@@ -267,3 +267,20 @@ def test_smfac_weight_decay_modes_and_heavy_ball_by_hand(mode):
         want = lr * v + (wd * w if mode in ("wd", "both") else 0)
         torch.testing.assert_close(step, want, rtol=1e-12, atol=1e-14)
         w = w - step
+
+
+def test_sparse_window_saving_is_real_bytes():
+    """Counted from the tensors of float32 states (N = 10⁴, m = 16): the dense M-FAC window holds 4mN bytes, the
+    1 %-density EF-M-FAC window mk fp32 values + mk int32 indices = 8mk = 8m(N/100) bytes: exactly 50× less."""
+    from memopt_theory.memory import state_bytes
+
+    mf, ef = methods.get("mfac"), methods.get("ef_mfac")
+    g = _grads(1, (100, 100), 19)[0].float()
+    dense = mf.update(
+        g, mf.init((100, 100), mf.Config(window=16), dtype=torch.float32), mf.Config(window=16)
+    )[1]
+    cfg = ef.Config(window=16, density=0.01)
+    sparse = ef.update(g, ef.init((100, 100), cfg, dtype=torch.float32), cfg)[1]
+    window = state_bytes((sparse.ring.values, sparse.ring.indices))
+    assert sparse.ring.indices.dtype == torch.int32 and state_bytes(dense.G) == 4 * 16 * 10_000
+    assert state_bytes(dense.G) == 50 * window
