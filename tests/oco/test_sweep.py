@@ -116,6 +116,29 @@ def test_dask_local_cluster_gives_the_same_numbers(tmp_path, reference, dask_cli
     assert sweep(SPECS, dask_client, results_dir=tmp_path / "dask", progress=False).skipped == len(SPECS)
 
 
+def test_cli_runs_a_file_on_a_dask_scheduler_address(tmp_path, dask_client):
+    """`memopt sweep --executor dask --scheduler ADDRESS` against the test's cluster: same store as a thread."""
+    path = _write(tmp_path, SWEEP_FILE.format(T=12))
+    out = tmp_path / "o"
+    code = memopt_main(
+        [
+            "sweep",
+            str(path),
+            "--executor",
+            "dask",
+            "--scheduler",
+            dask_client.scheduler.address,
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    with ThreadPoolExecutor(1) as ex:
+        sweep(load_sweep_file(path), ex, results_dir=tmp_path / "thread", progress=False)
+    assert load(out / "results").equals(load(tmp_path / "thread"))
+
+
 SWEEP_FILE = """\
 [sweep]
 T = {T}
