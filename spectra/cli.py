@@ -81,9 +81,14 @@ def _check_args(a: argparse.Namespace) -> None:
         raise ValueError(f"--device {a.device!r} is not usable here: {e}") from None
 
 
+EXACT_MAX_DIM = 2048  # Snapshotter's default: wider factors keep only their top k_top eigenpairs
+
+
 def _featured(shapes: dict[str, tuple[int, int]], kind: str) -> str | None:
-    """The widest factor of a kind (ties: first by name): the one the cumulative-mass panel shows."""
+    """The widest fully decomposed factor of a kind (ties: first by name), shown in a cumulative-mass panel."""
     names = sorted(n for n in shapes if n.split(":")[-1].startswith(kind))
+    exact = [n for n in names if shapes[n][0] <= EXACT_MAX_DIM]
+    names = exact or names
     return max(names, key=lambda n: shapes[n][0]) if names else None
 
 
@@ -177,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
         "device": str(r.device),
     }
     store = SnapshotStore(out, meta)
-    snap = Snapshotter(store, every=args.snapshot_every, k_top=args.k_top, seed=args.seed)
+    snap = Snapshotter(
+        store, every=args.snapshot_every, k_top=args.k_top, exact_max_dim=EXACT_MAX_DIM, seed=args.seed
+    )
 
     def on_step(t: int) -> None:
         if (t + 1) % args.snapshot_every == 0:  # factors() copies: only on the eigensolve cadence
@@ -192,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
     last = store.steps()[-1]
     if not null_store.steps():
         null = null_factors(shapes, steps=rec.num_updates, beta=args.beta, seed=args.seed, device=r.device)
-        Snapshotter(null_store, every=1, k_top=args.k_top, seed=args.seed).maybe_snapshot(last, null)
+        Snapshotter(
+            null_store, every=1, k_top=args.k_top, exact_max_dim=EXACT_MAX_DIM, seed=args.seed
+        ).maybe_snapshot(last, null)
     real_table, null_table = store.table(), null_store.table()
     store.write_table()
     null_store.write_table()
@@ -209,6 +218,11 @@ def run(args: argparse.Namespace) -> int:
     )
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
         print(summ.to_string())
+    if summ.isna().to_numpy().any():
+        print(
+            f"NaN: a factor wider than {EXACT_MAX_DIM} keeps only its top {args.k_top} eigenpairs, too few for that "
+            "metric; raise --k-top to cover it"
+        )
     print(
         f"wrote {out / 'spectra.png'}, {out / 'summary.csv'}, long tables and snapshots under {out}; "
         f"training + recording {t_train:.1f} s, total {time.perf_counter() - t0:.1f} s"
