@@ -17,6 +17,10 @@ Usage::
             opt.step()
         F = rec.factors()                 # {"<layer>:shampoo_L": (m, m), ...}
 
+Every forward run with gradients enabled between two ``step()`` calls adds its rows (micro-batches of one
+step add up; an evaluation forward outside ``torch.no_grad()`` would too). Activation checkpointing, which
+re-runs forwards, would count rows twice.
+
 Sampled Fisher (``fisher="sampled"``): call ``rec.sampled_backward(logits)`` after the forward and before
 ``loss.backward()``; labels are drawn from the model's predictive distribution and only that backward feeds
 G (K-FAC's true Fisher, estimated with one sample per term); ``p.grad`` is not touched by it.
