@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from memopt_theory.cli import main as memopt_main
 from online_convex import domains, learners, problems, simulate, streams
@@ -84,6 +85,9 @@ def test_same_numbers_on_local_pools_of_1_and_2_workers_and_in_a_thread(tmp_path
         ("pool2", local_executor(2)),
     ]:
         with ex:
+            if name != "thread":  # one torch / OpenMP thread per worker, whatever this process uses
+                assert ex.submit(torch.get_num_threads).result() == 1
+                assert ex.submit(os.getenv, "OMP_NUM_THREADS").result() == "1"
             report = sweep(SPECS, ex, results_dir=tmp_path / name, progress=False)
         assert report.ran == len(SPECS) and report.skipped == 0
         assert_store_equals(tmp_path / name, reference)
