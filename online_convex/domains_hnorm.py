@@ -318,10 +318,15 @@ def _dense_qp(domain, y: Tensor, H: Metric) -> Tensor:
         x = x_of(brentq(excess, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500))
         S = np.flatnonzero(x > 1e-12 * R)  # entries at rounding level belong to the zero set
         Hr = A @ A
-        K = np.block([[Hr[np.ix_(S, S)], np.ones((S.size, 1))], [np.ones((1, S.size)), np.zeros((1, 1))]])
-        sol = np.linalg.lstsq(K, np.concatenate([(Hr @ yb)[S], [R]]), rcond=None)[0]
+        sc = float(np.abs(Hr).max())  # the constraint row scaled like H_SS, else lstsq loses ~1e-10 in Σx
+        K = np.block(
+            [[Hr[np.ix_(S, S)], np.full((S.size, 1), sc)], [np.full((1, S.size), sc), np.zeros((1, 1))]]
+        )
+        sol = np.linalg.lstsq(K, np.concatenate([(Hr @ yb)[S], [sc * R]]), rcond=None)[0]
         if np.all(sol[:-1] >= -1e-9 * R):  # the support is right (up to entries at rounding level near 0)
             x = np.zeros(n)
             x[S] = np.maximum(sol[:-1], 0.0)
+        S = np.flatnonzero(x > 0)
+        x[S] += (R - x.sum()) / S.size  # Σx = R to rounding; the shift is at the solver's accuracy level
         out[b] = x
     return torch.from_numpy(out).to(dtype=y.dtype, device=y.device).reshape(y.shape)
