@@ -86,8 +86,17 @@ def test_least_squares_ball_known_minimiser(boundary, shape):
     data = RoundData(
         torch.stack([c[0] for c in cases], 1).reshape(40, 3, *shape), torch.stack([c[1] for c in cases], 1)
     )
-    res = best_fixed_point("least_squares", data, make_domain("l2_ball", shape, radius=1.5), 40, rtol=1e-10)
-    contains(res, torch.tensor([c[3] for c in cases], dtype=F64), rtol=1e-10)
+    ball = make_domain("l2_ball", shape, radius=1.5)
+    res = best_fixed_point("least_squares", data, ball, 40, rtol=1e-10)
+    true_min = torch.tensor([c[3] for c in cases], dtype=F64)
+    contains(res, true_min, rtol=1e-10)
+    # a learner's play (projected gradient steps from 0): its true regret L_T − min F lies in the interval
+    pb, w, L = get_problem("least_squares"), torch.zeros(3, *shape, dtype=F64), torch.zeros(3, dtype=F64)
+    for s in range(40):
+        L = L + pb.loss(w, data.a[s], data.y[s])
+        w = ball.project(w - 0.05 * pb.grad(w, data.a[s], data.y[s]))
+    regret = L - true_min
+    assert bool((L - res.value <= regret + ROUND(1e3)).all() and (regret <= L - res.lower + ROUND(1e3)).all())
     # the minimiser is unique (A has full column rank): Newton lands on it to ~√(gap/λ_min) ≈ 1e-6
     torch.testing.assert_close(res.x.reshape(3, n), torch.stack([c[2] for c in cases]), rtol=1e-5, atol=1e-5)
     if not boundary:  # inside the ball it is also the unconstrained minimiser
