@@ -211,20 +211,28 @@ def _hinge_dphi(p: Tensor, y: Tensor) -> Tensor:
     return torch.where(y * p < 1, -y, torch.zeros_like(p))  # subgradient 0 at the kink yp = 1
 
 
+def _ones(p: Tensor, y: Tensor) -> Tensor:
+    return torch.ones_like(p)
+
+
+def _zeros(p: Tensor, y: Tensor) -> Tensor:
+    return torch.zeros_like(p)
+
+
+def _ls_phi(p: Tensor, y: Tensor) -> Tensor:
+    return 0.5 * (p - y) ** 2
+
+
+def _ls_dphi(p: Tensor, y: Tensor) -> Tensor:
+    return p - y
+
+
+# module-level functions, not lambdas: a Problem pickles by reference (process pools, dask)
 _PROBLEMS: dict[str, Problem] = {
-    "linear": Problem(
-        "linear", _linear_phi, lambda p, y: torch.ones_like(p), lambda p, y: torch.zeros_like(p), False, True
-    ),
-    "least_squares": Problem(
-        "least_squares",
-        lambda p, y: 0.5 * (p - y) ** 2,
-        lambda p, y: p - y,
-        lambda p, y: torch.ones_like(p),
-        False,
-        True,
-    ),
+    "linear": Problem("linear", _linear_phi, _ones, _zeros, False, True),
+    "least_squares": Problem("least_squares", _ls_phi, _ls_dphi, _ones, False, True),
     "logistic": Problem("logistic", _logistic_phi, _logistic_dphi, _logistic_ddphi, True, True),
-    "hinge": Problem("hinge", _hinge_phi, _hinge_dphi, lambda p, y: torch.zeros_like(p), True, False),
+    "hinge": Problem("hinge", _hinge_phi, _hinge_dphi, _zeros, True, False),
 }
 PROBLEM_NAMES: tuple[str, ...] = tuple(_PROBLEMS)
 

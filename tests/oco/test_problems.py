@@ -149,3 +149,12 @@ def test_bad_input():
             torch.zeros(2, 3, dtype=torch.float64),
             torch.ones(2, dtype=torch.float64),
         )
+
+
+def test_problems_serialise_by_reference():
+    """Process pools and dask workers serialise what they ship: a Problem must serialise, its φ functions by
+    module reference (lambdas would not). Only dumps: nothing in memopt loads a pickle."""
+    import pickle
+
+    for name in PROBLEM_NAMES:
+        assert b"online_convex.problems" in pickle.dumps(get_problem(name))
