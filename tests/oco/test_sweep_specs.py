@@ -212,3 +212,31 @@ def test_file_syntax_error_gives_line_and_column():
 def test_file_needs_streams_and_methods():
     with pytest.raises(ValueError, match=r"needs at least one \[\[methods\]\] table"):
         parse_sweep(TOML.split("[[methods]]")[0], "s.toml")
+
+
+# --- command line ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--workers", "0"], "--workers must be >= 1; got 0"),
+        (["--timeout", "0"], "--timeout must be > 0 seconds; got 0.0"),
+        (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler is for --executor dask; got --executor local"),
+    ],
+)
+def test_cli_refuses_bad_arguments_before_any_work(tmp_path, capsys, extra, message):
+    from memopt_theory.cli import main
+
+    path = tmp_path / "s.toml"
+    path.write_text(TOML)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), *extra]) == 2
+    assert f"memopt sweep: error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_names_a_missing_file(tmp_path, capsys):
+    from memopt_theory.cli import main
+
+    assert main(["sweep", str(tmp_path / "none.toml")]) == 2
+    assert "sweep file" in capsys.readouterr().err
