@@ -12,6 +12,7 @@ the numbers must not depend on the number of workers.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -49,6 +50,9 @@ def main() -> None:
                 times[w].append(seconds(specs, w, out))
                 tables[w] = load(out)
                 print(f"{len(specs)} runs, {w} worker(s): {times[w][-1]:.1f} s")
+    load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    # a ratio near `more/base` needs that many idle cores; on a shared box the load says how many there were
+    print(f"machine: {os.cpu_count()} cores, 1-minute load average {load_avg:.1f} at the end")
     same = tables[base].equals(tables[more])
     t1, t2 = statistics.median(times[base]), statistics.median(times[more])
     print(
