@@ -69,7 +69,8 @@ def comparator_bounds(problem, data: RoundData, domain, checkpoints) -> tuple[np
     """(value, lower), each (n_ckpt, n_seeds): value_t = F_t(x̂_t) ≥ min_K F_t ≥ lower_t at every checkpoint.
 
     Linear losses whose Σ_{s≤t} a_s is exactly 0 have F_t ≡ 0 on K: value = lower = 0 there (the ball's LMO
-    divides by ‖Σa‖). Any other non-finite certificate raises.
+    divides by ‖Σa‖). lower = −inf (no certificate, e.g. an underdetermined unconstrained least squares) is
+    kept: the regret interval's upper end is then +inf. A non-finite value or a NaN raises.
     """
     from online_convex.comparator import best_fixed_point
 
@@ -86,7 +87,8 @@ def comparator_bounds(problem, data: RoundData, domain, checkpoints) -> tuple[np
             ).reshape(-1)
             zero = zero.cpu().numpy()
             v, lo = np.where(zero, 0.0, v), np.where(zero, 0.0, lo)
-        if not (np.isfinite(v).all() and np.isfinite(lo).all()):
+        # lower = −inf is a valid (vacuous) certificate: regret_upper = +inf there, reported as such
+        if not (np.isfinite(v).all() and not np.isnan(lo).any() and (lo < np.inf).all()):
             raise ValueError(
                 f"comparator_bounds: non-finite comparator at t = {int(t)} ({problem.name}, {domain.name})"
             )
