@@ -387,7 +387,7 @@ for i, r in enumerate(frontier.itertuples()):
     fam = r.learner.split(" ")[0]
     ax.plot(r.memory, r.regret, "o", color=FAMILY[fam], ms=8)
     ax.annotate(
-        f"{r.learner} (η={r.eta:g})",
+        f"{r.learner} ({'lr' if fam == 'ef_mfac' else 'η'}={r.eta:g})",
         (r.memory, r.regret),
         textcoords="offset points",
         xytext=(6, 6 - 9 * (i % 3)),
@@ -406,10 +406,6 @@ ax.set_title(
 )
 ax.grid(True, which="both", alpha=0.3)
 ax.legend(fontsize=8, loc="center right")
-for a_ in (ax, ax2):  # plain numbers on the log regret axes (the range is under one decade)
-    a_.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    a_.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-    a_.tick_params(axis="y", which="minor", labelsize=7)
 SHOWN = (
     "ogd",
     "adagrad_diag",
@@ -429,6 +425,10 @@ ax2.set_title(
     "regret vs t at each method's best η\n(best S-AdaGrad ℓ shown; unconstrained: no bounds)", fontsize=10
 )
 ax2.legend(fontsize=6.5, ncol=2, loc="upper left")
+for a_ in (ax, ax2):  # plain numbers on the log regret axes (the range is under one decade)
+    a_.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    a_.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    a_.tick_params(axis="y", which="minor", labelsize=7)
 fig.savefig(FIG_DIR / "01_regret_bounds_frontier.png", dpi=110)
 plt.show()
 

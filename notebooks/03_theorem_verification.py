@@ -249,8 +249,10 @@ for i, (name, v) in enumerate(adversarial.items()):
 ax2.axhline(1.0, color="k", ls=":", lw=1.2)
 ax2.set_xlabel("generation (one batched evaluation of the population)")
 ax2.set_ylabel("best measured / bound found so far")
-ax2.set_title(f"Adversarial search, d={D_ADV}, ℓ={ELL_ADV}, T={T_ADV}:\nbest ratio found vs generation", fontsize=10)
-ax2.legend(fontsize=7.5, loc="center right")
+ax2.set_title(
+    f"Adversarial search, d={D_ADV}, ℓ={ELL_ADV}, T={T_ADV}:\nbest ratio found vs generation", fontsize=10
+)
+ax2.legend(fontsize=7.5, loc="lower right")
 ax2.grid(True, which="both", alpha=0.3)
 fig.savefig(FIG_DIR / "03_theorem_verification_worst_ratios.png", dpi=110)
 plt.show()
