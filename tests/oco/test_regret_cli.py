@@ -78,3 +78,29 @@ def test_bad_input_exits_2_with_a_message(tmp_path, capsys, argv, match):
     rc = main(["regret", *SMALL, "--out", str(tmp_path), "--no-plot", *argv])
     assert rc == 2
     assert match in capsys.readouterr().err
+
+
+def test_plot_lines_are_the_trace_medians_and_bounds():
+    """The regret panel draws median regret_upper over seeds and the median bound; the ratio panel their ratio."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from online_convex import plots
+
+    data, prob = make_stream("power_law", shape=(4,), T=30, seeds=3)
+    ck = simulate.geometric_checkpoints(30, 6)
+    tr = simulate.run(
+        Learner("adagrad_full", domain=make_domain("l2_ball", (4,), radius=1.0)), prob, data, checkpoints=ck
+    )
+    fig, (a, b) = plt.subplots(1, 2)
+    plots.regret_with_bound([tr], a)
+    plots.ratio_panel([tr], b)
+    lines = [ln for ln in a.get_lines() if len(ln.get_xdata())]
+    np.testing.assert_array_equal(lines[0].get_xdata(), ck)
+    np.testing.assert_allclose(lines[0].get_ydata(), np.clip(np.median(tr.regret_upper, axis=1), 1e-3, None))
+    np.testing.assert_allclose(lines[1].get_ydata(), np.median(tr.bound, axis=1))
+    ratio_line = [ln for ln in b.get_lines() if len(ln.get_xdata()) == len(ck)][0]
+    np.testing.assert_allclose(ratio_line.get_ydata(), np.median(tr.regret_upper / tr.bound, axis=1))
+    plt.close(fig)
