@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -218,14 +219,14 @@ def test_killed_sweep_resumes_to_the_same_results(tmp_path):
         sweep(specs, ex, results_dir=tmp_path / "clean", progress=False)
     resumed, clean = load(results), load(tmp_path / "clean")
     assert resumed.equals(clean)
-    table = __import__("pandas").read_parquet(out / "table.parquet")
+    table = pd.read_parquet(out / "table.parquet")  # pyarrow: a [test] requirement
     assert table.equals(resumed) and (out / "regret_vs_memory.png").stat().st_size > 0
 
 
 def test_tidy_table_has_one_row_per_run_seed_checkpoint(tmp_path, reference):
     with ThreadPoolExecutor(1) as ex:
-        sweep(SPECS, ex, results_dir=tmp_path, progress=False)
-    df = load(tmp_path)
+        sweep(SPECS, ex, results_dir=tmp_path / "r", progress=False)
+    df = load(tmp_path / "r")
     n_ck = {s.key: len(reference[s.key]["checkpoints"]) for s in SPECS}
     assert len(df) == sum(s.seeds * n_ck[s.key] for s in SPECS)
     assert not df.duplicated(["key", "seed", "t"]).any()
@@ -238,9 +239,9 @@ def test_tidy_table_has_one_row_per_run_seed_checkpoint(tmp_path, reference):
                 for name in ("cum_loss", "regret_upper", "regret_lower", "linear_regret_upper"):
                     assert row[name].item() == ref[name][i, seed]
                 assert row["eta"].item() == ref["eta"][seed]
-    path = write_table(df, tmp_path.parent / "table")
-    back = __import__("pandas").read_parquet(path) if path.suffix == ".parquet" else None
-    assert back is None or back.equals(df)
+    path = write_table(df, tmp_path / "table")
+    back = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    assert back.equals(df) if path.suffix == ".parquet" else len(back) == len(df)
 
 
 def test_best_points_and_plot_have_one_point_per_method_and_rank(tmp_path):
