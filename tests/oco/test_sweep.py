@@ -78,6 +78,7 @@ def test_run_one_is_the_simulator(reference):
         assert all(np.array_equal(got[k], reference[s.key][k]) for k in reference[s.key])
 
 
+@pytest.mark.slow  # > 10 s on a loaded machine: process start-ups import torch
 @pytest.mark.timeout(240)
 def test_same_numbers_on_local_pools_of_1_and_2_workers_and_in_a_thread(tmp_path, reference):
     for name, ex in [
@@ -112,6 +113,7 @@ def dask_client():
     cluster.close()
 
 
+@pytest.mark.slow  # > 10 s on a loaded machine: process start-ups import torch
 @pytest.mark.timeout(240)
 def test_dask_local_cluster_gives_the_same_numbers(tmp_path, reference, dask_client):
     report = sweep(SPECS, dask_client.get_executor(), results_dir=tmp_path / "dask", progress=False)
@@ -189,6 +191,7 @@ def _done(results: Path) -> dict[str, int]:
     return {p.stem: p.stat().st_mtime_ns for p in results.glob("*.json") if p.name != MANIFEST}
 
 
+@pytest.mark.slow  # > 10 s on a loaded machine: process start-ups import torch
 @pytest.mark.timeout(300)
 def test_killed_sweep_resumes_to_the_same_results(tmp_path):
     """SIGKILL `python -m memopt_theory sweep` (and its pool) once some runs are stored; rerun; compare."""
