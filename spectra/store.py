@@ -72,8 +72,12 @@ def _canonical(run_meta: Any, where: str) -> tuple[dict, str]:
 
 
 def _stem(step: int, name: str) -> str:
-    """A file name for (step, name): readable, and unique through a hash of the exact name."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80]
+    """A file name for (step, name): readable, and unique through a hash of the exact name.
+
+    No '.' in the slug: storage.write_result adds '.npz'/'.json' with Path.with_suffix, which would cut a
+    dotted layer name ('blocks.0.attn.q') at its last dot, so that every factor of a module collided in one
+    file pair."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name)[:80]
     return f"{step:09d}__{slug}__{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
