@@ -420,3 +420,13 @@ print(
     f"rank-{K_TOP} capture at the end (runs: {', '.join(SETUP)})."
 )
 print(f"notebook time {time.perf_counter() - T_START:.1f} s (fast={FAST})")
+
+# %% [markdown]
+# How to read the two lines. *Low rank* holds where the real top-25 % masses sit far above the null's and
+# tr F / λ_max is a small fraction of d while the null's is close to d: the trace is carried by a handful of
+# directions, which is the regime where Sketchy's tail term Ω_ℓ is small. *Movement* is measured twice: the
+# overlap between the first and the last snapshot says how far the leading subspace travels over the whole run,
+# while the one-snapshot-old capture (and the consecutive overlaps in §5) says how fast: a subspace that ends far
+# from where it started but keeps almost all of the best rank-k capture from one snapshot to the next drifts
+# slowly, so a sketch updated every step (or a basis refreshed at the snapshot cadence) follows it, while a basis
+# frozen at the start does not.
