@@ -61,8 +61,9 @@ from spectra.store import SnapshotStore
 FAST = os.environ.get("MEMOPT_FAST") == "1"
 FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "docs/figures"))
 FIG_DIR.mkdir(parents=True, exist_ok=True)
-# the snapshot stores: a results directory if one is given, else a fresh temporary one
-STORE_DIR = Path(os.environ.get("MEMOPT_RESULTS_DIR") or tempfile.mkdtemp(prefix="memopt_02_")) / "02_spectra"
+# the snapshot stores: a results directory if one is given (kept), else a temporary one (removed at the end)
+_TMP = None if os.environ.get("MEMOPT_RESULTS_DIR") else tempfile.TemporaryDirectory(prefix="memopt_02_")
+STORE_DIR = Path(os.environ.get("MEMOPT_RESULTS_DIR") or _TMP.name) / "02_spectra"
 torch.set_num_threads(1)
 pd.set_option("display.width", 160, "display.max_rows", 80)
 T_START = time.perf_counter()
@@ -420,6 +421,8 @@ print(
     f"rank-{K_TOP} capture at the end (runs: {', '.join(SETUP)})."
 )
 print(f"notebook time {time.perf_counter() - T_START:.1f} s (fast={FAST})")
+if _TMP is not None:
+    _TMP.cleanup()
 
 # %% [markdown]
 # How to read the two lines. *Low rank* holds where the real top-25 % masses sit far above the null's and
