@@ -363,9 +363,17 @@ with pd.option_context("display.float_format", "{:.4g}".format):
 fig, ax = plt.subplots(figsize=(11, 7.5), layout="constrained")
 main = loss_tab.loc[~loss_tab.index.str.startswith("s_adagrad ℓ")]
 ax.scatter(main["bytes"], main["loss"], s=30, color="tab:blue", zorder=3)
-for name, r in main.iterrows():
-    if math.isfinite(r["loss"]):
-        ax.annotate(name, (r["bytes"], r["loss"]), fontsize=7, xytext=(3, 2), textcoords="offset points")
+for i, (name, r) in enumerate(main.iterrows()):
+    if math.isfinite(
+        r["loss"]
+    ):  # labels alternate above / below the point: neighbours in bytes do not overlap
+        ax.annotate(
+            name,
+            (r["bytes"], r["loss"]),
+            fontsize=7,
+            xytext=(3, 4 if i % 2 else -9),
+            textcoords="offset points",
+        )
 sk = loss_tab.loc[loss_tab.index.str.startswith("s_adagrad")].sort_values("bytes")
 ax.plot(sk["bytes"], sk["loss"], "s--", color="tab:orange", label="S-AdaGrad, ℓ = 1, 2, 4, 8, 16", zorder=2)
 ax.axvline(adam_bytes, color="k", lw=1, ls=":", label=f"Adam's state ({adam_bytes:,} B)")
