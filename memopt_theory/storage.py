@@ -10,13 +10,23 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["write_atomic", "write_json", "read_json", "write_npz", "read_npz", "write_result", "read_result"]
+__all__ = [
+    "write_atomic",
+    "write_json",
+    "read_json",
+    "write_npz",
+    "read_npz",
+    "write_result",
+    "read_result",
+    "result_paths",
+]
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -67,11 +77,12 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    for k, v in arrays.items():
-        if np.asarray(v).dtype == object:
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    for k, v in arrays.items():  # checked before saving: np.savez would silently pickle an object array
+        if v.dtype == object:
             raise TypeError(f"write_npz: array {k!r} has dtype object, which would need pickle")
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
     write_atomic(path, buf.getvalue())
 
 
@@ -80,20 +91,28 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: not a readable npz file ({e}); the file is corrupt or not ours") from None
 
 
-def write_result(stem: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
-    """``stem.npz`` then ``stem.json``: the JSON, written last, marks the pair complete."""
+def result_paths(stem: str | os.PathLike) -> tuple[Path, Path]:
+    """``(stem.npz, stem.json)``, the suffixes appended, never replacing: a stem may contain dots
+    ('blocks.0.attn', 'lr0.1'), which ``Path.with_suffix`` would cut at the last one."""
     stem = Path(stem)
-    write_npz(stem.with_suffix(".npz"), arrays)
-    write_json(stem.with_suffix(".json"), meta)
+    return stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
+
+
+def write_result(stem: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    """``stem.npz`` then ``stem.json``: the JSON, written last, marks the pair complete.
+
+    The suffixes are appended to the whole stem, so a dotted stem such as ``lr.0.1`` names its own pair."""
+    npz, js = result_paths(stem)
+    write_npz(npz, arrays)
+    write_json(js, meta)
 
 
 def read_result(stem: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any]:
-    stem = Path(stem)
-    meta_path = stem.with_suffix(".json")
+    npz, meta_path = result_paths(stem)
     if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path}: missing; the result {stem.name} was never completed")
-    return read_npz(stem.with_suffix(".npz")), read_json(meta_path)
+        raise FileNotFoundError(f"{meta_path}: missing; the result {Path(stem).name} was never completed")
+    return read_npz(npz), read_json(meta_path)

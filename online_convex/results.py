@@ -18,13 +18,12 @@ import io
 import json
 import os
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from memopt_theory.storage import read_json, read_result, write_atomic, write_json, write_result
+from memopt_theory.storage import read_json, read_result, result_paths, write_atomic, write_json, write_result
 from online_convex.sweep import SPEC_VERSION, RunSpec, spec_key
 
 __all__ = ["FORMAT", "MANIFEST", "ResultStore", "load", "write_table"]
@@ -73,12 +72,12 @@ class ResultStore:
     def has(self, spec: RunSpec) -> bool:
         """True if the spec's result is complete; a present but unreadable or mismatched result raises."""
         stem = self.stem(spec.key)
-        if not stem.with_suffix(".json").exists():
+        if not result_paths(stem)[1].exists():
             return False
         got = self._read(stem)[0]
         if got != spec:
             raise ValueError(
-                f"{stem.with_suffix('.json')}: holds the result of another spec than the one named {spec.key}"
+                f"{result_paths(stem)[1]}: holds the result of another spec than the one named {spec.key}"
             )
         return True
 
@@ -114,13 +113,8 @@ class ResultStore:
         return self._read(self.stem(key))
 
     def _read(self, stem: Path) -> tuple[RunSpec, dict[str, np.ndarray], dict[str, Any]]:
-        path = stem.with_suffix(".json")
-        try:
-            arrays, meta = read_result(stem)  # unreadable npz / JSON: ValueError naming the file
-        except zipfile.BadZipFile as e:  # storage.read_npz lets this one through
-            raise ValueError(
-                f"{stem.with_suffix('.npz')}: not a readable npz file ({e}); the file is corrupt or not ours"
-            ) from None
+        path = result_paths(stem)[1]
+        arrays, meta = read_result(stem)  # unreadable npz / JSON: ValueError naming the file
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or "spec" not in meta:
             raise ValueError(f"{path}: not a memopt sweep result (no format {FORMAT!r}); a foreign file")
         if meta.get("spec_version") != SPEC_VERSION:

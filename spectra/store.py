@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from memopt_theory.storage import read_json, read_npz, write_atomic, write_json, write_result
+from memopt_theory.storage import read_json, read_npz, result_paths, write_atomic, write_json, write_result
 from spectra import metrics
 
 if TYPE_CHECKING:
@@ -74,9 +74,9 @@ def _canonical(run_meta: Any, where: str) -> tuple[dict, str]:
 def _stem(step: int, name: str) -> str:
     """A file name for (step, name): readable, and unique through a hash of the exact name.
 
-    No '.' in the slug: storage.write_result adds '.npz'/'.json' with Path.with_suffix, which would cut a
-    dotted layer name ('blocks.0.attn.q') at its last dot, so that every factor of a module collided in one
-    file pair."""
+    No '.' in the slug, so that file names stay plain; storage.write_result appends '.npz'/'.json' to the
+    whole stem (it once used Path.with_suffix, which cut a dotted layer name such as 'blocks.0.attn.q' at its
+    last dot so that every factor of a module collided in one file pair)."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name)[:80]
     return f"{step:09d}__{slug}__{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
@@ -234,7 +234,7 @@ class SnapshotStore:
         return sorted({n for _, n in self._entries})
 
     def _meta(self, stem: str) -> dict:
-        return read_json((self._dir / stem).with_suffix(".json"))
+        return read_json(result_paths(self._dir / stem)[1])
 
     def load(self, step: int, name: str) -> Decomposition:
         """The stored decomposition; KeyError naming the steps and factors present if there is none."""
@@ -243,7 +243,7 @@ class SnapshotStore:
                 f"SnapshotStore.load: no snapshot ({step!r}, {name!r}) in {self.root}; steps {self.steps()}, names {self.names()}"
             )
         stem = self._entries[(step, name)]
-        arrays, meta = read_npz((self._dir / stem).with_suffix(".npz")), self._meta(stem)
+        arrays, meta = read_npz(result_paths(self._dir / stem)[0]), self._meta(stem)
         return Decomposition(
             arrays["eigvals"], arrays["eigvecs"], bool(meta["exact"]), float(meta["trace"]), int(meta["dim"])
         )
