@@ -13,16 +13,30 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "verify": ("memopt_theory.verify_cli", "run every theorem check on random instances; print worst measured/bound"),
-    "memory": ("memopt_theory.memory_cli", "state memory of every method for given shapes, closed form beside counted"),
-    "regret": ("online_convex.regret_cli", "one OCO experiment: regret intervals with theorem bounds, results + plot"),
+    "verify": (
+        "memopt_theory.verify_cli",
+        "run every theorem check on random instances; print worst measured/bound",
+    ),
+    "memory": (
+        "memopt_theory.memory_cli",
+        "state memory of every method for given shapes, closed form beside counted",
+    ),
+    "regret": (
+        "online_convex.regret_cli",
+        "one OCO experiment: regret intervals with theorem bounds, results + plot",
+    ),
     "sweep": ("online_convex.sweep_cli", "run a sweep file (TOML) on a local process pool or a Dask cluster"),
-    "spectra": ("spectra.cli", "a reference training run with the Kronecker-factor recorder: snapshots + plot"),
+    "spectra": (
+        "spectra.cli",
+        "a reference training run with the Kronecker-factor recorder: snapshots + plot",
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="memopt", description="memopt: theory toolkit for memory-efficient adaptive optimizers")
+    p = argparse.ArgumentParser(
+        prog="memopt", description="memopt: theory toolkit for memory-efficient adaptive optimizers"
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (mod_name, help_) in SUBCOMMANDS.items():
@@ -42,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "_unavailable", None):
-        print(f"memopt {args.command}: not available in this build ({args._unavailable} missing)", file=sys.stderr)
+        print(
+            f"memopt {args.command}: not available in this build ({args._unavailable} missing)",
+            file=sys.stderr,
+        )
         return 2
     try:
         return int(args._run(args) or 0)

@@ -14,7 +14,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Static", "state_bytes", "counted_scalars", "counted_bits", "MemoryRow", "memory_row", "memory_table"]
+__all__ = [
+    "Static",
+    "state_bytes",
+    "counted_scalars",
+    "counted_bits",
+    "MemoryRow",
+    "memory_row",
+    "memory_table",
+]
 
 
 class Static(tuple):

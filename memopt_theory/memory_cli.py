@@ -13,25 +13,36 @@ def _shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(x) for x in text.lower().replace("x", ",").split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a shape is ints separated by 'x' or ',' (e.g. 1024 or 256x128); got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"a shape is ints separated by 'x' or ',' (e.g. 1024 or 256x128); got {text!r}"
+        ) from None
     if not shape or any(n < 1 for n in shape):
         raise argparse.ArgumentTypeError(f"a shape needs ints >= 1; got {text!r}")
     return shape
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shape", type=_shape, action="append", help="parameter shape, e.g. 1024 or 256x128 (repeatable)")
+    p.add_argument(
+        "--shape", type=_shape, action="append", help="parameter shape, e.g. 1024 or 256x128 (repeatable)"
+    )
     p.add_argument("--methods", default="", help="comma-separated method names (default: all)")
-    p.add_argument("--no-count", action="store_true", help="closed form only (skip building states: huge shapes)")
-    p.add_argument("--ell", type=int, default=16, help="sketch size ℓ for methods that require one (default 16)")
+    p.add_argument(
+        "--no-count", action="store_true", help="closed form only (skip building states: huge shapes)"
+    )
+    p.add_argument(
+        "--ell", type=int, default=16, help="sketch size ℓ for methods that require one (default 16)"
+    )
     p.add_argument("--lr", type=float, default=1e-3, help="lr for methods that require one (default 1e-3)")
 
 
 def _config(m, args: argparse.Namespace):
     """The method's default Config, with required fields (no default) filled from the command line."""
     known = {"ell": args.ell, "lr": args.lr}
-    missing = [f.name for f in dataclasses.fields(m.Config) if f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
+    missing = [
+        f.name
+        for f in dataclasses.fields(m.Config)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     unknown = [f for f in missing if f not in known]
     if unknown:
         raise ValueError(f"{m.name}.Config needs {', '.join(unknown)}; use the Python API")
@@ -44,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     bad = 0
     for shape in shapes:
         print(f"shape {'x'.join(map(str, shape))}")
-        print(f"  {'method':<18} {'model scalars':>14} {'counted':>14} {'model bits':>12} {'counted bits':>12} {'fp32 bytes':>12}  agree")
+        print(
+            f"  {'method':<18} {'model scalars':>14} {'counted':>14} {'model bits':>12} {'counted bits':>12} {'fp32 bytes':>12}  agree"
+        )
         for n in names:
             m = methods.get(n)
             try:
@@ -57,5 +70,7 @@ def run(args: argparse.Namespace) -> int:
             bad += ok == "NO"
             cs = "-" if args.no_count else f"{r.counted_scalars:,}"
             cb = "-" if args.no_count else f"{r.counted_bits:,}"
-            print(f"  {n:<18} {r.model_scalars:>14,} {cs:>14} {r.model_bits:>12,} {cb:>12} {r.bytes_float32:>12,}  {ok}")
+            print(
+                f"  {n:<18} {r.model_scalars:>14,} {cs:>14} {r.model_bits:>12,} {cb:>12} {r.bytes_float32:>12,}  {ok}"
+            )
     return 1 if bad else 0

@@ -60,9 +60,13 @@ def check_grad(grad: Tensor, shape: Sequence[int], *, where: str) -> None:
     if not isinstance(grad, Tensor):
         raise TypeError(f"{where}: grad must be a torch.Tensor; got {type(grad).__name__}")
     if grad.is_sparse or grad.layout != torch.strided:
-        raise ValueError(f"{where}: grad must be a dense tensor; got layout {grad.layout} (sparse gradients are not supported)")
+        raise ValueError(
+            f"{where}: grad must be a dense tensor; got layout {grad.layout} (sparse gradients are not supported)"
+        )
     if not torch.is_floating_point(grad):
-        raise TypeError(f"{where}: grad must have a floating dtype (float16/bfloat16/float32/float64); got {grad.dtype}")
+        raise TypeError(
+            f"{where}: grad must have a floating dtype (float16/bfloat16/float32/float64); got {grad.dtype}"
+        )
     if tuple(grad.shape) != tuple(shape):
         raise ValueError(f"{where}: grad has shape {tuple(grad.shape)}; the state expects {tuple(shape)}")
     bad = ~torch.isfinite(grad)

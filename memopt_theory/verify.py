@@ -58,14 +58,18 @@ def all_checks() -> list[Check]:
     return out
 
 
-def run_check(check: Check, *, instances: int | None = None, fast: bool = False, seed0: int = 0) -> CheckResult:
+def run_check(
+    check: Check, *, instances: int | None = None, fast: bool = False, seed0: int = 0
+) -> CheckResult:
     n = instances if instances is not None else (check.fast_instances if fast else check.instances)
     worst = (-math.inf, math.nan, math.nan)
     for i in range(n):
         measured, bound = check.run(seed0 + i, fast)
         measured, bound = float(measured), float(bound)
         if not (math.isfinite(measured) and math.isfinite(bound)):
-            raise ValueError(f"verify: {check.name} returned a non-finite pair ({measured}, {bound}) at seed {seed0 + i}")
+            raise ValueError(
+                f"verify: {check.name} returned a non-finite pair ({measured}, {bound}) at seed {seed0 + i}"
+            )
         ratio = measured / bound if bound > 0 else (0.0 if measured <= 0 else math.inf)
         if ratio > worst[0]:
             worst = (ratio, measured, bound)

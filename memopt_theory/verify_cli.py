@@ -10,7 +10,9 @@ from memopt_theory.verify import all_checks, run_check
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--instances", type=int, default=None, help="random instances per check (default: each check's own)")
+    p.add_argument(
+        "--instances", type=int, default=None, help="random instances per check (default: each check's own)"
+    )
     p.add_argument("--fast", action="store_true", help="small instances (what CI and MEMOPT_FAST use)")
     p.add_argument("--seed", type=int, default=0, help="first instance seed")
     p.add_argument("--filter", default="", help="only checks whose name contains this text")
@@ -28,8 +30,12 @@ def run(args: argparse.Namespace) -> int:
     w = max(len(r.check.name) for r in rows)
     print(f"{'check':<{w}}  instances  worst measured     worst bound  measured/bound  holds")
     for r in rows:
-        print(f"{r.check.name:<{w}}  {r.instances:>9}  {r.worst_measured:>14.6g}  {r.worst_bound:>14.6g}  "
-              f"{r.worst_ratio:>14.6f}  {'yes' if r.holds else 'NO'}")
+        print(
+            f"{r.check.name:<{w}}  {r.instances:>9}  {r.worst_measured:>14.6g}  {r.worst_bound:>14.6g}  "
+            f"{r.worst_ratio:>14.6f}  {'yes' if r.holds else 'NO'}"
+        )
     bad = [r for r in rows if not r.holds]
-    print(f"{len(rows) - len(bad)} of {len(rows)} checks hold (worst ratio {max(r.worst_ratio for r in rows):.6f})")
+    print(
+        f"{len(rows) - len(bad)} of {len(rows)} checks hold (worst ratio {max(r.worst_ratio for r in rows):.6f})"
+    )
     return 1 if bad else 0

@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.perf_counter()
         nb = jupytext.read(path)
-        NotebookClient(nb, kernel_name="python3", timeout=3600, resources={"metadata": {"path": str(ROOT)}}).execute()
+        NotebookClient(
+            nb, kernel_name="python3", timeout=3600, resources={"metadata": {"path": str(ROOT)}}
+        ).execute()
         print(f"{path.stem}: {time.perf_counter() - t0:.1f} s", flush=True)
     print(f"figures in {out}: {', '.join(sorted(f.name for f in out.glob('*.png')))}")
     return 0

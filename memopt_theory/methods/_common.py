@@ -18,7 +18,9 @@ def resolve_dtype(dtype, *, where: str) -> torch.dtype:
     return dtype
 
 
-def prepare_grad(grad: Tensor, expected_shape: tuple[int, ...], state_dtype: torch.dtype, *, where: str) -> Tensor:
+def prepare_grad(
+    grad: Tensor, expected_shape: tuple[int, ...], state_dtype: torch.dtype, *, where: str
+) -> Tensor:
     """Validate ``grad`` (shape batch + S, finite, floating) and cast it to the state's dtype."""
     check_grad(grad, expected_shape, where=where)
     return grad.to(state_dtype)
@@ -27,7 +29,9 @@ def prepare_grad(grad: Tensor, expected_shape: tuple[int, ...], state_dtype: tor
 def check_param(param: Tensor | None, expected_shape: tuple[int, ...], *, where: str, needed: bool) -> None:
     if param is None:
         if needed:
-            raise ValueError(f"{where}: param (the current iterate) is required by this configuration; got None")
+            raise ValueError(
+                f"{where}: param (the current iterate) is required by this configuration; got None"
+            )
         return
     if not isinstance(param, Tensor) or tuple(param.shape) != tuple(expected_shape):
         got = tuple(param.shape) if isinstance(param, Tensor) else type(param).__name__

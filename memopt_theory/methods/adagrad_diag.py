@@ -51,7 +51,9 @@ def _h(s: Tensor, config: Config) -> Tensor:
     return root + config.delta if config.delta_mode == "outside" else root
 
 
-def update(grad: Tensor, state: State, config: Config, *, param: Tensor | None = None) -> tuple[Tensor, State]:
+def update(
+    grad: Tensor, state: State, config: Config, *, param: Tensor | None = None
+) -> tuple[Tensor, State]:
     """u_t = H_t^+ g_t with H_t from s_t = s_{t−1} + g_t² (the state after g_t is absorbed)."""
     g = prepare_grad(grad, tuple(state.s.shape), state.s.dtype, where="adagrad_diag.update")
     check_param(param, tuple(state.s.shape), where="adagrad_diag.update", needed=False)

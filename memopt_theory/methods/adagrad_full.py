@@ -62,7 +62,9 @@ def _h_eigs(lam: Tensor, config: Config) -> Tensor:
     return lam.sqrt() + config.delta
 
 
-def update(grad: Tensor, state: State, config: Config, *, param: Tensor | None = None) -> tuple[Tensor, State]:
+def update(
+    grad: Tensor, state: State, config: Config, *, param: Tensor | None = None
+) -> tuple[Tensor, State]:
     """u_t = H_t^+ g_t with S_t = S_{t−1} + g_tg_tᵀ (the state after g_t is absorbed)."""
     batch = tuple(state.S.shape[:-2])
     full = batch + tuple(state.shape)

@@ -56,7 +56,9 @@ def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -
     return State(m=z, v=z.clone(), t=torch.zeros(batch, dtype=dtype, device=device), shape=Static(shape))
 
 
-def update(grad: Tensor, state: State, config: Config, *, param: Tensor | None = None) -> tuple[Tensor, State]:
+def update(
+    grad: Tensor, state: State, config: Config, *, param: Tensor | None = None
+) -> tuple[Tensor, State]:
     """The whole AdamW step (lr and decoupled decay included); the caller applies x ← x − step."""
     full = tuple(state.m.shape)
     g = prepare_grad(grad, full, state.m.dtype, where="adam.update")
@@ -85,4 +87,6 @@ def metric(state: State, config: Config) -> None:
     return None  # no H-norm: unconstrained runs only (§0)
 
 
-METHODS = (Method("adam", Config, init, update, memory, metric, full_step=True, reference="ALGORITHMS.md §A4"),)
+METHODS = (
+    Method("adam", Config, init, update, memory, metric, full_step=True, reference="ALGORITHMS.md §A4"),
+)

@@ -13,9 +13,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
-from memopt_theory.memory import Static
 from memopt_theory.metric import Identity
 from memopt_theory.validation import check_choice, check_real
 
@@ -44,7 +44,9 @@ def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -
     return State(t=torch.zeros(batch, dtype=dtype, device=device), shape=Static(shape))
 
 
-def update(grad: Tensor, state: State, config: Config, *, param: Tensor | None = None) -> tuple[Tensor, State]:
+def update(
+    grad: Tensor, state: State, config: Config, *, param: Tensor | None = None
+) -> tuple[Tensor, State]:
     """u_t = g_t/√(t + δ) after t ← t + 1 (schedule "sqrt"), or g_t."""
     full = tuple(state.t.shape) + tuple(state.shape)
     g = prepare_grad(grad, full, state.t.dtype, where="ogd.update")
@@ -63,7 +65,9 @@ def memory(shape, config: Config) -> int:
 
 
 def metric(state: State, config: Config) -> Identity:
-    return Identity(shape=tuple(state.shape), batch_shape=tuple(state.t.shape), dtype=state.t.dtype, device=state.t.device)
+    return Identity(
+        shape=tuple(state.shape), batch_shape=tuple(state.t.shape), dtype=state.t.dtype, device=state.t.device
+    )
 
 
 METHODS = (Method("ogd", Config, init, update, memory, metric, reference="ALGORITHMS.md §A1"),)

@@ -6,7 +6,6 @@ executes it in a fresh ``python3`` kernel with ``MEMOPT_FAST=1`` and ``MPLBACKEN
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import jupytext
@@ -28,7 +27,9 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MEMOPT_FIGURES_DIR", str(tmp_path / "figures"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nb = jupytext.read(path)
-    client = NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     # each notebook saves its headline figure; fast mode writes it to the temporary figures dir
     assert list((tmp_path / "figures").glob(f"{path.stem}*.png")), "the notebook saved no headline figure"

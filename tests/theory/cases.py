@@ -39,14 +39,17 @@ def _collect() -> dict[str, Case]:
     return out
 
 
-
 def grads(shape, steps, *, seed=0, batch=(), dtype=torch.float64, device="cpu"):
     """Seeded standard normal gradients, shape (steps,) + batch + shape."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn((steps, *batch, *shape), generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    return torch.randn((steps, *batch, *shape), generator=gen, dtype=torch.float64).to(
+        dtype=dtype, device=device
+    )
 
 
-def run(name, *, seed=0, dtype=torch.float64, device="cpu", batch=(), config=None, shape=None, steps=None, G=None):
+def run(
+    name, *, seed=0, dtype=torch.float64, device="cpu", batch=(), config=None, shape=None, steps=None, G=None
+):
     """Feed seeded gradients through ``name``; return (stacked directions, final state).
 
     The iterate starts at a seeded point and follows w ← w − 0.1·direction (or − direction for full-step

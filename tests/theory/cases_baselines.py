@@ -9,7 +9,8 @@ CASES = {
         extra_configs=(methods.get("adagrad_diag").Config(delta=0.1, delta_mode="outside"),),
     ),
     "adagrad_full": Case(
-        methods.get("adagrad_full").Config(delta=1e-3), shapes=((1,), (5,), (3, 4)),
+        methods.get("adagrad_full").Config(delta=1e-3),
+        shapes=((1,), (5,), (3, 4)),
         extra_configs=(methods.get("adagrad_full").Config(delta=0.1, delta_mode="outside"),),
     ),
     "adam": Case(methods.get("adam").Config(weight_decay=0.01), shapes=((1,), (5,), (3, 4), (2, 3, 4))),

@@ -35,7 +35,9 @@ def test_other_metrics_apply_equals_dense(batch):
     gen = torch.Generator().manual_seed(0)
     shape = (5,)
     _check(Identity(shape=shape, batch_shape=batch), shape, batch, gen)
-    _check(Diagonal(h=torch.rand(*batch, 5, generator=gen, dtype=torch.float64), shape=shape), shape, batch, gen)
+    _check(
+        Diagonal(h=torch.rand(*batch, 5, generator=gen, dtype=torch.float64), shape=shape), shape, batch, gen
+    )
     _check(Dense(H=_spd(5, gen, batch), shape=shape), shape, batch, gen)
     U = torch.linalg.qr(torch.randn(*batch, 5, 2, generator=gen, dtype=torch.float64))[0]
     s = torch.rand(*batch, 2, generator=gen, dtype=torch.float64) + 1
