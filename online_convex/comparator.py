@@ -144,7 +144,12 @@ def certify(
                 alpha = -y * (-y * alpha).clamp(
                     0, 1
                 )  # moves Σα_s a_s by rounding only (checked by the bound)
-    lower = torch.minimum(dual_lower_bound(problem, data, t_end, domain, alpha), value)  # D ≤ F* ≤ F(x̂)
+    lower = dual_lower_bound(problem, data, t_end, domain, alpha)
+    # α = 0 is dual feasible on every K (Σ 0·a_s = 0): D(0) = Σ_s inf_p φ(p, y_s), which is 0 for least squares,
+    # logistic and hinge and −inf for linear. It certifies F* ≥ 0 where the natural α's residual Σα_s a_s is
+    # not at rounding level, e.g. an underdetermined unconstrained least squares (t ≤ N), where F* = 0 exactly.
+    lower = torch.maximum(lower, dual_lower_bound(problem, data, t_end, domain, torch.zeros_like(alpha)))
+    lower = torch.minimum(lower, value)  # D ≤ F* ≤ F(x̂)
     return value, lower
 
 

@@ -368,3 +368,16 @@ def test_logistic_unconstrained_real_data_certified():
     )
     assert float(res.lower[0]) <= ref.fun + 1e-12  # L-BFGS's value is F at a point of R^30: ≥ the minimum
     assert float(res.value[0]) <= ref.fun + 1e-9 * ref.fun  # and ours is at least as good
+
+
+@pytest.mark.parametrize("t", [1, 5, 12])
+def test_least_squares_unconstrained_underdetermined_is_certified(t):
+    """t ≤ N rounds of least squares in R^N with rows in general position: min F_t = 0 exactly (the rows are
+    interpolated). The certificate must be the finite interval [0, F(x̂)] with F(x̂) at rounding level — once it
+    was lower = −inf, so the regret's upper end was +inf. α = 0 is dual feasible on R^N, D(0) = 0."""
+    N = 12
+    g = gen(7)
+    data = RoundData(torch.randn(t, 3, N, generator=g, dtype=F64), torch.randn(t, 3, generator=g, dtype=F64))
+    res = best_fixed_point("least_squares", data, make_domain("unconstrained", (N,)), t)
+    contains(res, torch.zeros(3, dtype=F64), rtol=1e-20)  # width ≤ rounding: F(x̂) ~ 1e-28, lower = 0
+    assert bool((res.lower == 0).all())
