@@ -17,10 +17,17 @@ adagrad_diag  D_∞/√2                                 R^lin_T ≤ √2·D_∞
 adagrad_full  D/√2                                   R^lin_T ≤ √2·D·tr G_T^{1/2}  (§A3)
 s_adagrad     D/√2                                   Sketchy Cor. 4 (§B3)
 ada_fd        D/√2                                   (no bound is checked, §B6)
+shampoo       D/√(2r̄)                               R^lin_T ≤ √(2r̄)·D·Π_i tr (H^i_T)^{1/(2p)}  (§C1)
+s_shampoo     D/√(2r̄)                               R^lin_T ≤ √(2r̄)·D·Π_i tr (H̃^i_T)^{1/(2p)}  (§B5)
+ext. tensor.  D_∞/√2                                 R^lin_T ≤ √2·D_∞·Π_i Σ_k h^{(i)}_T[k]^{1/(2p)}  (§C2)
+sm3           D_∞/√2                                 R^lin_T ≤ √2·D_∞·Σ_i √ν_T(i)  (§C4; SM3-I, the one
+                                                     with a metric)
 ============  =====================================  ==================================================
 
 D = diam K (ℓ2), D_∞ its ℓ∞ diameter, G ≥ max_t ‖g_t‖_2 an a-priori bound from the problem (see
-:func:`gradient_bound`); an unbounded K has no theory step.
+:func:`gradient_bound`); r̄ = (Π_i min(n_i, N/n_i))^{1/p} ≥ rank mat_i(G_t) for every gradient of the
+parameter's shape (:func:`memopt_theory.bounds.mode_rank_bound`; min(m, n) for matrices); an unbounded K has
+no theory step.
 """
 
 from __future__ import annotations
@@ -33,12 +40,23 @@ import torch
 from torch import Tensor
 
 from memopt_theory import methods
+from memopt_theory.bounds.tensored import mode_rank_bound
 from online_convex.problems import RoundData
 
 __all__ = ["Learner", "gradient_bound", "THEORY_ETA"]
 
-# method -> which diameter its theory step uses and the factor: η = D/√2, D_∞/√2 (OGD: below)
-THEORY_ETA = {"adagrad_full": "D", "s_adagrad": "D", "ada_fd": "D", "adagrad_diag": "D_inf", "ogd": "D/G"}
+# method -> which diameter its theory step uses and the factor: η = D/√2, D/√(2r̄), D_∞/√2 (OGD: below)
+THEORY_ETA = {
+    "adagrad_full": "D",
+    "s_adagrad": "D",
+    "ada_fd": "D",
+    "adagrad_diag": "D_inf",
+    "ogd": "D/G",
+    "shampoo": "D/sqrt(r)",
+    "s_shampoo": "D/sqrt(r)",
+    "extreme_tensoring": "D_inf",
+    "sm3": "D_inf",
+}
 
 
 def _bounded(domain) -> bool:
@@ -152,6 +170,9 @@ class Learner:
         kind = THEORY_ETA[self.method]
         if kind == "D":
             eta = torch.full(B, float(self.domain.diameter) / math.sqrt(2), dtype=dt, device=dev)
+        elif kind == "D/sqrt(r)":
+            r = mode_rank_bound(self.shape)
+            eta = torch.full(B, float(self.domain.diameter) / math.sqrt(2 * r), dtype=dt, device=dev)
         elif kind == "D_inf":
             eta = torch.full(B, float(self.domain.diameter_inf) / math.sqrt(2), dtype=dt, device=dev)
         else:  # OGD: η_t = D/(G√t) for "sqrt" (the direction already carries 1/√t), D/(G√T) for "constant"

@@ -268,7 +268,9 @@ def run(
                 else:
                     rec["lin"].append(np.full(cum.numel(), np.inf))
                 if bname is not None:
-                    b = overlays.bound_at(learner, t, T, G=G, sum_sq=sum_sq, grad_bound=grad_bound)
+                    b = overlays.bound_at(
+                        learner, t, T, G=G, sum_sq=sum_sq, grad_bound=grad_bound, state=state
+                    )
                     rec["bound"].append(b.reshape(-1).cpu().numpy())
     seconds = time.perf_counter() - t0
     value, lower = comparator if comparator is not None else comparator_bounds(problem, data, domain, ck)

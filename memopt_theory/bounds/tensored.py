@@ -70,6 +70,7 @@ from memopt_theory.bounds.quantities import _as_tensor, adaptive_coefficient, om
 from memopt_theory.validation import check_int, check_real
 
 __all__ = [
+    "mode_rank_bound",
     "kronecker_trace_root",
     "shampoo_coefficient",
     "shampoo_regret_bound",
@@ -93,6 +94,22 @@ def _factors(factors, where: str) -> tuple[Tensor, ...]:
             raise ValueError(f"{where}: factors[{i}] must be finite and floating; got dtype {F.dtype}")
         out.append(F.to(torch.float64))
     return tuple(out)
+
+
+def mode_rank_bound(shape) -> float:
+    r"""r̄ = (Π_i min(n_i, N/n_i))^{1/p} for a parameter of shape (n_1, …, n_p), N = Π n_i.
+
+    mat_i(G) is n_i × (N/n_i), so rank mat_i(G) ≤ min(n_i, N/n_i) for *every* G of this shape: r̄ is a valid r
+    of the Shampoo / S-Shampoo theorems known before any data (matrices: min(m, n); vectors, p = 1: 1, the
+    full-matrix AdaGrad case). The theorems hold for any r ≥ (Π_i max_t rank mat_i(G_t))^{1/p}, and their
+    coefficient D²/2η + ηr grows with r, so r̄ gives a valid, possibly looser, bound; η = D/√(2r̄) is the
+    a-priori theory step.
+    """
+    shape = tuple(shape)
+    if not shape or any(type(n) is not int or n < 1 for n in shape):
+        raise ValueError(f"mode_rank_bound: shape must be a non-empty tuple of ints >= 1; got {shape!r}")
+    N = math.prod(shape)
+    return math.prod(min(n, N // n) for n in shape) ** (1.0 / len(shape))
 
 
 def kronecker_trace_root(factors) -> Tensor:

@@ -241,3 +241,16 @@ def test_bounds_refuse_bad_input():
         sm3_regret_bound(-torch.ones(3, dtype=torch.float64), 1.0)
     with pytest.raises(ValueError, match="h must be a non-empty tuple"):
         extreme_tensoring_regret_bound((), 1.0)
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 4), (4, 3), (2, 3, 4), (4, 3, 3, 3)])
+def test_mode_rank_bound_is_the_generic_rank_of_every_unfolding(shape):
+    """r̄ = (Π_i min(n_i, N/n_i))^{1/p}: a Gaussian gradient attains rank min(n_i, N/n_i) in every unfolding
+    (almost surely), so r̄ equals the measured (Π_i rank mat_i G)^{1/p} — the a-priori r is not loose in general."""
+    from memopt_theory.bounds.tensored import mode_rank_bound
+    from memopt_theory.checks.tensored import mode_rank
+
+    G = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert mode_rank_bound(shape) == pytest.approx(mode_rank(G, len(shape)), rel=1e-15)
+    with pytest.raises(ValueError, match="shape must be a non-empty tuple"):
+        mode_rank_bound(())
