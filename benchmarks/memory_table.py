@@ -4,6 +4,9 @@ r"""State memory relative to Adam for real layer shapes (ALGORITHMS.md §E.2; is
     python -m benchmarks.memory_table --count        # also build and step each state that fits, to show
                                                      # that the closed form equals the counted tensors
 
+The full table (no ``--methods``) ends with benchmarks/memory_compressed.py: SMMF against Adam, Adafactor, SM3
+and CAME, and EF-M-FAC at 1 % density against the dense M-FAC window.
+
 For each shape and method: persistent floating scalars from the method's closed form ``memory(shape, cfg)``
 (= counted tensors, tested by the battery for small shapes), bits of integer/bool storage, and the ratio
 Adam ÷ method of float32 bytes (4·scalars + bits/8), so "1000×" means the state is a thousandth of Adam's.
@@ -115,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
                 counted = "yes" if (cs, cb) == (scal, bits) else f"NO ({cs:,}, {cb:,})"
                 failures += counted != "yes"
             print(f"  {name:<18} {scal:>16,} {bits:>12,} {nbytes:>16,} {ratio:>13,.4g}x  {counted}")
+    if not a.methods:  # the full table also prints the compressed family's comparisons (issue 6 item 8)
+        from benchmarks import memory_compressed
+
+        print("\n== compressed family (benchmarks/memory_compressed.py)")
+        failures += memory_compressed.main(["--count"] if a.count else [])
     return 1 if failures else 0
 
 
