@@ -43,7 +43,7 @@ from scipy.stats import ortho_group
 from memopt_theory.validation import check_int, check_real, check_shape
 from online_convex.problems import RoundData
 
-__all__ = ["make_stream", "stream_names", "seed_generators"]
+__all__ = ["make_stream", "stream_names", "stream_params", "seed_generators"]
 
 LABELLED = ("linear", "least_squares", "logistic", "hinge")
 
@@ -177,6 +177,25 @@ def stream_names() -> list[str]:
     return sorted(SYNTHETIC) + sorted(REAL)
 
 
+def stream_params(name: str) -> tuple[str, ...]:
+    """Keyword parameters ``make_stream(name, ...)`` takes besides shape, T, seeds, entropy, dtype and device.
+
+    Lets a caller (``RunSpec``, a sweep file) refuse a misspelt parameter before any data are made.
+    """
+    from online_convex.streams_real import REAL, REAL_PARAMS
+
+    if name in REAL:
+        return REAL_PARAMS[name]
+    if name not in SYNTHETIC:
+        raise ValueError(f"make_stream: unknown stream {name!r}; known: {', '.join(stream_names())}")
+    code = SYNTHETIC[name].__code__  # the generator's keyword-only arguments are the stream's parameters
+    return (
+        *code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount],
+        "problem",
+        "label_noise",
+    )
+
+
 def _to_round_data(a: list[np.ndarray], y: list[np.ndarray], shape, dtype, device) -> RoundData:
     A = np.stack(a, axis=1)  # (T, seeds, N)
     T, n_seeds = A.shape[:2]
@@ -227,6 +246,11 @@ def make_stream(
     if shape is None:
         raise ValueError(f"make_stream({name!r}): shape is required for a synthetic stream; got None")
     shape = check_shape(shape, where=f"make_stream({name!r})", min_ndim=1)
+    unknown = sorted(set(params) - set(stream_params(name)))
+    if unknown:
+        raise TypeError(
+            f"make_stream({name!r}): unknown parameter(s) {unknown}; allowed: {', '.join(stream_params(name))}"
+        )
     problem = params.pop("problem", "linear")
     if problem not in LABELLED:
         raise ValueError(
@@ -239,17 +263,7 @@ def make_stream(
     N = math.prod(shape)
     a, y = [], []
     for rng in rngs:
-        try:
-            ai = gen(rng, N, T, shape, **params)
-        except TypeError as e:
-            if "unexpected keyword" not in str(e):
-                raise
-            allowed = gen.__code__.co_varnames[
-                gen.__code__.co_argcount : gen.__code__.co_argcount + gen.__code__.co_kwonlyargcount
-            ]
-            raise TypeError(
-                f"make_stream({name!r}): unknown parameter(s) {sorted(params)}; allowed: {', '.join(allowed)}, problem, label_noise"
-            ) from None
+        ai = gen(rng, N, T, shape, **params)
         a.append(ai)
         y.append(_labels(rng, ai, problem, label_noise))
     return _to_round_data(a, y, shape, dtype, device), problem

@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from memopt_theory.validation import check_int
 from online_convex.problems import RoundData
 
-__all__ = ["REAL", "make_real_stream", "read_libsvm"]
+__all__ = ["REAL", "REAL_PARAMS", "make_real_stream", "read_libsvm"]
 
 
 def _classification(loader, *, positive: int | None):
@@ -64,6 +64,14 @@ def _load(name: str, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, st
 
 
 REAL = ("breast_cancer", "digits", "wine", "diabetes", "libsvm")
+_COMMON = ("shuffle", "standardize", "problem")
+REAL_PARAMS: dict[str, tuple[str, ...]] = {  # the keyword parameters of each (make_stream's **params)
+    "breast_cancer": ("positive", *_COMMON),
+    "digits": ("positive", *_COMMON),
+    "wine": ("positive", *_COMMON),
+    "diabetes": _COMMON,
+    "libsvm": ("path", "n_features", *_COMMON),
+}
 
 
 def make_real_stream(name, *, shape, T, rngs, dtype, device, **params) -> tuple[RoundData, str]:
@@ -72,11 +80,11 @@ def make_real_stream(name, *, shape, T, rngs, dtype, device, **params) -> tuple[
     params = dict(params)
     shuffle = params.pop("shuffle", True)
     standardize = params.pop("standardize", True)
+    unknown = sorted(set(params) - set(REAL_PARAMS[name]))
+    if unknown:  # checked before the data set is read
+        raise TypeError(f"{where}: unknown parameter(s) {unknown}; allowed: {', '.join(REAL_PARAMS[name])}")
     X, y, problem = _load(name, params)
     problem = params.pop("problem", problem)
-    if params:
-        allowed = {"libsvm": "path, n_features"}.get(name, "positive") + ", shuffle, standardize, problem"
-        raise TypeError(f"{where}: unknown parameter(s) {sorted(params)}; allowed: {allowed}")
     if standardize:
         X = StandardScaler().fit_transform(X)  # constant columns stay 0 (sklearn keeps scale 1 there)
     X = np.hstack([X, np.ones((X.shape[0], 1))])

@@ -217,12 +217,21 @@ def spec_key(spec_dict: Mapping[str, Any], version: int = SPEC_VERSION) -> str:
 
 
 def _check_names(spec: RunSpec) -> None:
-    """Problem, domain and stream names are checked at construction, not when a worker reaches the run."""
+    """Problem, domain and stream names and the stream's parameter names are checked at construction, not
+    when a worker reaches the run."""
     from online_convex import domains, problems, streams
 
     if spec.stream not in streams.stream_names():
         raise ValueError(
             f"RunSpec: unknown stream {spec.stream!r}; known: {', '.join(streams.stream_names())}"
+        )
+    unknown = sorted(set(dict(spec.stream_params)) - set(streams.stream_params(spec.stream)))
+    if unknown:  # a misspelt parameter would otherwise surface only in a worker, mid-sweep
+        allowed = [
+            p for p in streams.stream_params(spec.stream) if p != "problem"
+        ]  # RunSpec.problem holds it
+        raise ValueError(
+            f"RunSpec: unknown stream_params {unknown} for stream {spec.stream!r}; allowed: {', '.join(allowed)}"
         )
     if spec.problem is not None:
         problems.get_problem(spec.problem)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn import datasets
 
-from online_convex.streams import make_stream, stream_names
+from online_convex.streams import SYNTHETIC, make_stream, stream_names, stream_params
 from online_convex.streams_real import read_libsvm
 
 SYNTH = ["power_law", "low_rank_noise", "rotating", "adversarial_signs", "observation2"]
@@ -202,6 +202,11 @@ def test_missing_libsvm_file(tmp_path):
             "positive must be one of the classes",
         ),
         ({"name": "libsvm", "shape": None}, ValueError, "needs path="),
+        (
+            {"name": "diabetes", "shape": None, "positive": 1},
+            TypeError,
+            r"unknown parameter\(s\) \['positive'\]; allowed: shuffle, standardize, problem$",
+        ),
     ],
 )
 def test_bad_input(kwargs, exc, match):
@@ -215,3 +220,24 @@ def test_stream_names_cover_the_issue():
     need = {"power_law", "low_rank_noise", "rotating", "adversarial_signs", "observation2"}
     need |= {"breast_cancer", "digits", "wine", "diabetes", "libsvm", "kron_power_law"}
     assert need <= set(stream_names())
+
+
+@pytest.mark.parametrize("name", stream_names())
+def test_stream_params_are_exactly_what_make_stream_takes(name, tmp_path):
+    """``stream_params`` (what RunSpec checks sweep files against) lists every parameter make_stream accepts,
+    each passed here at a default value, and nothing it refuses: an extra name is refused naming that list."""
+    path = tmp_path / "tiny.svm"
+    path.write_text(LIBSVM_TEXT)
+    values = {"problem": "logistic", "label_noise": 0.1, "positive": None, "shuffle": True}
+    values |= {"standardize": True, "path": str(path), "n_features": None}
+    if name in SYNTHETIC:
+        values |= SYNTHETIC[name].__kwdefaults__
+    if name == "diabetes":
+        values["problem"] = "least_squares"
+    shape = (2, 3) if name == "kron_power_law" else (6,) if name in SYNTHETIC else None
+    params = {p: values[p] for p in stream_params(name)}
+    make_stream(name, shape=shape, T=3, seeds=1, **params)
+    with pytest.raises(
+        TypeError, match=rf"unknown parameter\(s\) \['colour'\]; allowed: {', '.join(params)}$"
+    ):
+        make_stream(name, shape=shape, T=3, seeds=1, **params, colour=1)

@@ -64,7 +64,7 @@ def test_key_is_a_function_of_content_only():
     changes = [  # one field changed at a time (the domain with the parameters it needs)
         dict(method="adagrad_full", config={}),
         dict(stream="low_rank_noise"),
-        dict(stream_params={"noise": 0.2}),
+        dict(stream_params={"alpha": 2.0}),
         dict(shape=(7,)),
         dict(problem="logistic"),
         dict(domain="l2_ball", domain_params={"radius": 1.0}),
@@ -109,6 +109,16 @@ def test_specs_are_hashable_and_frozen():
         (dict(domain="l2_ball", domain_params={"radius": -1.0}), ValueError, "radius must be in"),
         (dict(stream_params={"problem": "logistic"}), ValueError, "stream_params may not hold 'problem'"),
         (dict(stream_params=[1, 2]), TypeError, "stream_params must be a mapping"),
+        (
+            dict(stream_params={"alphaa": 1.0}),
+            ValueError,
+            r"unknown stream_params \['alphaa'\] for stream 'power_law'; allowed: alpha, scale, rotate, label_noise$",
+        ),
+        (
+            dict(shape=None, stream="wine", stream_params={"path": "a.svm"}),
+            ValueError,
+            r"unknown stream_params \['path'\] for stream 'wine'; allowed: positive, shuffle, standardize$",
+        ),
         (dict(shape=(0,)), ValueError, "shape must hold ints >= 1"),
         (dict(T=0), ValueError, "T must be >= 1; got 0"),
         (dict(T=2.5), TypeError, "T must be an int"),
@@ -192,6 +202,12 @@ def _line_of(text: str, needle: str) -> int:
         ),
         ("[2, 3, 4]", "[2, 0, 4]", "grid = ", r"#1: s_adagrad.Config: ell must be >= 1; got 0"),
         ("shape = [6]", "shape = [6]\nsize = 3", "size = 3", r"\[\[streams\]\] #1: unknown key 'size'"),
+        (
+            "shape = [6]",
+            "shape = [6]\nparams = { alpha = 1.0, alphaa = 2.0 }",
+            "alphaa",
+            r"\[\[streams\]\] #1: RunSpec: unknown stream_params \['alphaa'\] for stream 'power_law'",
+        ),
         ("radius = 3.0", "radius = -3.0", "radius", r"\[\[streams\]\] #2: .*radius must be in"),
         ("T = 30", "T = 0", "T = 0", r"\[sweep\]: RunSpec: T must be >= 1"),
         ("[sweep]", "[sweeps]", "[sweeps]", "top level: unknown key 'sweeps'"),
