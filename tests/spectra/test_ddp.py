@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -62,6 +63,8 @@ def _worker(rank: int, world: int, tmp: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # 15 s on a loaded 2-core machine: two spawned ranks each import torch
+@pytest.mark.timeout(180)  # a rank that dies before the rendezvous would leave the other waiting
 def test_two_rank_gloo_equals_single_process(tmp_path):
     mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     model = _model()
