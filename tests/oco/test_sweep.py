@@ -346,6 +346,17 @@ def test_other_spec_version_is_refused(stored):
         sweep(SPECS[:2], ThreadPoolExecutor(1), results_dir=stored)
 
 
+def test_result_file_of_another_spec_version_is_named(stored):
+    """A result copied in from a store of another spec version: the manifest is current, the file is not."""
+    js = stored / f"{SPECS[0].key}.json"
+    meta = json.loads(js.read_text())
+    meta["spec_version"] = 0
+    js.write_text(json.dumps(meta))
+    for call in (lambda: load(stored), lambda: sweep(SPECS[:2], ThreadPoolExecutor(1), results_dir=stored)):
+        with pytest.raises(ValueError, match=rf"{js.name}: written with spec version 0; this memopt reads"):
+            call()
+
+
 def test_corrupt_result_is_named_not_skipped(stored):
     npz = stored / f"{SPECS[0].key}.npz"
     npz.write_bytes(npz.read_bytes()[:50])  # torn by hand: atomic writes never leave this
