@@ -229,9 +229,9 @@ def test_s_shampoo_metric_inverts_its_direction():
     cfg = methods.get("s_shampoo").Config(ell=2, eps=1e-2)
     G = _grads((4, 3), 6, 6)
     u, st_ = _run("s_shampoo", cfg, G)
-    # dense(), not apply(): metric.Kronecker.apply mis-broadcasts for p ≥ 2 (foundation bug, reported)
-    H = methods.get("s_shampoo").metric(st_, cfg).dense()
-    _close((H @ u[-1].reshape(-1)).reshape(4, 3), G[-1])
+    H = methods.get("s_shampoo").metric(st_, cfg)
+    _close((H.dense() @ u[-1].reshape(-1)).reshape(4, 3), G[-1])
+    _close(H.apply(u[-1]), G[-1])  # the operator form the projections use (mode products, no N×N matrix)
 
 
 # ---------------------------------------------------------------- Extreme Tensoring (§C2)
