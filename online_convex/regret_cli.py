@@ -12,6 +12,7 @@ the theorem's bound at T (mean over seeds) and the worst regret_upper/bound over
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -60,7 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--radius", type=float, default=1.0, help="radius of the ball/simplex; box is [-radius, radius]"
     )
-    p.add_argument("--eta", default="theory", help="'theory' (each theorem's step size) or a number")
+    p.add_argument(
+        "--eta",
+        default="theory",
+        help="'theory' (each theorem's step size) or a number (also the lr of a method without a default, CAME)",
+    )
     p.add_argument("--checkpoints", type=int, default=30, help="checkpoints on a geometric grid (default 30)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--out", default="results/regret", help="output directory (default results/regret)")
@@ -117,8 +122,22 @@ def _learners(args, domain) -> list:
         if name in SKETCHED:
             out += [Learner(name, m.Config(ell=r), eta=eta, domain=domain) for r in ranks]
         else:
-            out.append(Learner(name, m.Config(), eta=eta, domain=domain))
+            out.append(Learner(name, _default_config(m, eta), eta=eta, domain=domain))
     return out
+
+
+def _default_config(m, eta):
+    """The method's default Config; one whose step size has no default (CAME's lr) takes --eta as its lr."""
+    try:
+        return m.Config()
+    except TypeError:
+        if "lr" not in {f.name for f in dataclasses.fields(m.Config)}:
+            raise
+    if eta == "theory":
+        raise ValueError(
+            f"--methods: {m.name} has no default lr and no theory step; pass --eta NUMBER (its lr)"
+        )
+    return m.Config(lr=eta)
 
 
 def _fmt(x: float) -> str:
@@ -156,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--shape needs --problem matrix-LOSS (e.g. --problem matrix-linear)")
     if not (args.radius > 0 and math.isfinite(args.radius)):
         raise ValueError(f"--radius must be a finite number > 0; got {args.radius}")
-    params = _stream_params(args.stream_param, args.stream, args.d)
+    # the default rank min(8, ·) is of the stream's dimension: N = M·N for a matrix iterate, not --d
+    params = _stream_params(
+        args.stream_param, args.stream, math.prod(matrix_shape) if matrix_shape else args.d
+    )
     if args.problem is not None:
         params.setdefault("problem", args.problem)
     from online_convex.streams_real import REAL

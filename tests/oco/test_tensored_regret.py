@@ -193,3 +193,19 @@ def test_drawn_tensored_bound_is_the_theorem_on_the_run_state(name, config):
     expected_eta = D / math.sqrt(6) if name in ("shampoo", "s_shampoo") else D_inf / math.sqrt(2)
     np.testing.assert_allclose(tr.eta, expected_eta, rtol=1e-15)
     assert np.all(tr.regret_upper <= tr.bound)
+
+
+def test_regret_cli_came_takes_eta_as_its_lr(tmp_path, capsys):
+    """CAME's Config has no default lr: --eta NUMBER becomes its lr (stored in the run's config); with the default
+    η = "theory" the CLI exits 2 naming the method (CAME has no regret theorem, so no theory step)."""
+    from memopt_theory import storage
+    from memopt_theory.cli import main
+
+    argv = ["regret", "--problem", "matrix-least_squares", "--shape", "2x3", "--methods", "came,adafactor"]
+    # no --d: the default stream rank min(8, ·) is taken of N = 6, not of --d = 64
+    argv += ["--T", "10", "--seeds", "2", "--domain", "unconstrained", "--no-plot"]
+    assert main([*argv, "--eta", "0.02", "--out", str(tmp_path / "a")]) == 0
+    _, meta = storage.read_result(tmp_path / "a" / "came")
+    assert meta["config"]["lr"] == 0.02
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 2
+    assert "came has no default lr and no theory step" in capsys.readouterr().err
