@@ -105,8 +105,9 @@ def make_real_stream(name, *, shape, T, rngs, dtype, device, **params) -> tuple[
     return RoundData(a=A, y=Y), problem
 
 
-def _bad_line(path: Path, zero_based: bool) -> tuple[int, str] | None:
-    """The first line that is not ``label idx:value ...`` with increasing indices (1-based lines)."""
+def _bad_line(path: Path, zero_based: bool, n_features: int | None = None) -> tuple[int, str] | None:
+    """The first line that is not ``label idx:value ...`` with a finite label, finite values and increasing
+    indices (at most ``n_features`` when given); line numbers are 1-based."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for no, raw in enumerate(f, start=1):
             line = raw.split("#", 1)[0].strip()
@@ -114,9 +115,11 @@ def _bad_line(path: Path, zero_based: bool) -> tuple[int, str] | None:
                 continue
             tok = line.split()
             try:
-                float(tok[0])
+                label = float(tok[0])
             except ValueError:
                 return no, f"label {tok[0]!r} is not a number"
+            if not np.isfinite(label):
+                return no, f"label {tok[0]!r} is not finite"
             last = -1
             for item in tok[1:]:
                 key, sep, val = item.partition(":")
@@ -131,6 +134,8 @@ def _bad_line(path: Path, zero_based: bool) -> tuple[int, str] | None:
                         no,
                         f"entry {item!r} (indices must be >= {0 if zero_based else 1}, increasing; values finite)",
                     )
+                if n_features is not None and idx > n_features - (1 if zero_based else 0):
+                    return no, f"entry {item!r}: index {idx} exceeds n_features = {n_features}"
                 last = idx
     return None
 
@@ -145,9 +150,13 @@ def read_libsvm(path, *, n_features: int | None = None) -> tuple[np.ndarray, np.
     try:
         X, y = datasets.load_svmlight_file(str(path), n_features=n_features, zero_based=False)
     except ValueError as e:
-        bad = _bad_line(path, zero_based=False)
+        bad = _bad_line(path, zero_based=False, n_features=n_features)
         where = f"line {bad[0]}: {bad[1]}" if bad else str(e)
         raise ValueError(f"read_libsvm: {path}: {where}; the file is corrupt or truncated") from None
+    if not (np.isfinite(X.data).all() and np.isfinite(y).all()):  # the parser reads "nan"/"inf" as numbers
+        bad = _bad_line(path, zero_based=False)
+        where = f"line {bad[0]}: {bad[1]}" if bad else "a non-finite label or value"
+        raise ValueError(f"read_libsvm: {path}: {where}; NaN/inf would poison every later step")
     if X.shape[0] == 0:
         raise ValueError(f"read_libsvm: {path}: the file holds no data rows")
     return X.toarray(), np.asarray(y, dtype=np.float64)

@@ -166,6 +166,8 @@ def test_libsvm_reader_on_a_small_file(tmp_path):
         ("+1 1:0.5\n-1 2:1.5\n+1 1:x\n", 3),  # a value that is not a number
         ("+1 1:0.5\n-1 2:1.5\n+1 1:", 3),  # truncated mid-entry
         ("+1 1:0.5\nabc 2:1\n", 2),  # a label that is not a number
+        ("+1 1:0.5\n-1 2:1.5\n+1 1:1 2:nan\n", 3),  # the parser itself accepts "nan" as a value
+        ("+1 1:0.5\ninf 2:1\n", 2),  # and "inf" as a label
     ],
 )
 def test_corrupt_libsvm_file_names_the_line(tmp_path, text, line):
@@ -175,6 +177,14 @@ def test_corrupt_libsvm_file_names_the_line(tmp_path, text, line):
         read_libsvm(path)
     with pytest.raises(ValueError, match=rf"line {line}\b"):
         make_stream("libsvm", shape=None, T=2, seeds=1, path=str(path))
+
+
+def test_libsvm_index_beyond_n_features_names_the_line(tmp_path):
+    path = tmp_path / "wide.svm"
+    path.write_text("+1 1:0.5 3:1\n-1 2:1.5\n+1 1:1 5:2\n")
+    assert read_libsvm(path, n_features=5)[0].shape == (3, 5)
+    with pytest.raises(ValueError, match=r"line 3: entry '5:2': index 5 exceeds n_features = 4"):
+        read_libsvm(path, n_features=4)
 
 
 def test_missing_libsvm_file(tmp_path):
