@@ -140,6 +140,17 @@ def _default_config(m, eta):
     return m.Config(lr=eta)
 
 
+def _check_device(device: str) -> None:
+    """Refuse a device this torch build cannot compute on (e.g. cuda without CUDA, or meta, which holds no
+    data) before any stream is made, instead of a traceback from deep inside the first round."""
+    import torch
+
+    try:
+        torch.zeros(1, device=device).item()
+    except (RuntimeError, AssertionError, NotImplementedError) as e:
+        raise ValueError(f"--device {device!r} is not usable here: {e}; use e.g. cpu") from None
+
+
 def _fmt(x: float) -> str:
     return f"{x:.4g}" if math.isfinite(x) else "-"
 
@@ -159,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--d must be >= 1; got {args.d}")
     if args.checkpoints < 1:
         raise ValueError(f"--checkpoints must be >= 1; got {args.checkpoints}")
+    _check_device(args.device)
     t_start = time.perf_counter()
     matrix_shape = None
     if args.problem is not None and args.problem.startswith(MATRIX):

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from memopt_theory import storage
 from memopt_theory.cli import main
@@ -72,12 +73,20 @@ def test_real_stream_and_box_domain(tmp_path, capsys):
         (["--stream-param", "rank"], "KEY=VALUE"),
         (["--stream", "breast_cancer", "--methods", "adam"], "unconstrained only"),
         (["--domain", "nuclear_ball"], "nuclear"),
+        (["--device", "nodevice"], "--device 'nodevice' is not usable here"),
+        (["--device", "meta"], "--device 'meta' is not usable here"),  # parses, but holds no data
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, capsys, argv, match):
     rc = main(["regret", *SMALL, "--out", str(tmp_path), "--no-plot", *argv])
     assert rc == 2
     assert match in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: --device cuda is valid here")
+def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
+    assert main(["regret", *SMALL, "--out", str(tmp_path), "--no-plot", "--device", "cuda"]) == 2
+    assert "--device 'cuda' is not usable here" in capsys.readouterr().err
 
 
 def test_plot_lines_are_the_trace_medians_and_bounds():
