@@ -202,11 +202,11 @@ def write_table(df, stem: str | os.PathLike) -> Path:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        path = stem.with_suffix(".csv")
+        path = stem.with_name(stem.name + ".csv")  # appended: a dotted stem keeps its dots
         write_atomic(path, df.to_csv(index=False).encode())
         return path
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
-    path = stem.with_suffix(".parquet")
+    path = stem.with_name(stem.name + ".parquet")
     write_atomic(path, buf.getvalue())
     return path

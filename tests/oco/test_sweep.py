@@ -245,6 +245,8 @@ def test_tidy_table_has_one_row_per_run_seed_checkpoint(tmp_path, reference):
     path = write_table(df, tmp_path / "table")
     back = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     assert back.equals(df) if path.suffix == ".parquet" else len(back) == len(df)
+    dotted = write_table(df, tmp_path / "sweep.v2")  # the suffix is appended, the stem's dot kept
+    assert dotted.name in ("sweep.v2.parquet", "sweep.v2.csv") and path.exists()
 
 
 def test_best_points_and_plot_have_one_point_per_method_and_rank(tmp_path):
