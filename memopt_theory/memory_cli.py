@@ -30,26 +30,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-count", action="store_true", help="closed form only (skip building states: huge shapes)"
     )
     p.add_argument(
-        "--ell", type=int, default=16, help="sketch size ℓ for methods that require one (default 16)"
+        "--ell",
+        type=int,
+        default=None,
+        help=f"sketch size ℓ of every method with one (default: each Config's own, {DEFAULTS['ell']} where it has none)",
     )
-    p.add_argument("--lr", type=float, default=1e-3, help="lr for methods that require one (default 1e-3)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"lr of every method with one (default: each Config's own, {DEFAULTS['lr']:g} where it has none)",
+    )
+
+
+DEFAULTS = {"ell": 16, "lr": 1e-3}  # for Config fields that have no default of their own
 
 
 def _config(m, args: argparse.Namespace):
-    """The method's default Config, with required fields (no default) filled from the command line."""
-    known = {"ell": args.ell, "lr": args.lr}
-    missing = [
-        f.name
-        for f in dataclasses.fields(m.Config)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    unknown = [f for f in missing if f not in known]
-    if unknown:
-        raise ValueError(f"{m.name}.Config needs {', '.join(unknown)}; use the Python API")
-    return m.Config(**{f: known[f] for f in missing})
+    """The method's Config: a field given on the command line (--ell, --lr) is set wherever the Config has it;
+    required fields (no default) not given take DEFAULTS; everything else keeps the Config's default."""
+    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
+    kwargs = {}
+    for f in dataclasses.fields(m.Config):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.name in given:
+            kwargs[f.name] = given[f.name]
+        elif required and f.name in DEFAULTS:
+            kwargs[f.name] = DEFAULTS[f.name]
+        elif required:
+            raise ValueError(f"{m.name}.Config needs {f.name}; use the Python API")
+    return m.Config(**kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ell is not None and args.ell < 1:
+        raise ValueError(f"--ell must be >= 1; got {args.ell}")
+    if args.lr is not None and not args.lr > 0:
+        raise ValueError(f"--lr must be > 0; got {args.lr}")
     shapes = args.shape or [(1024,)]
     names = [n.strip() for n in args.methods.split(",") if n.strip()] or methods.names()
     bad = 0

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from memopt_theory import methods
-from memopt_theory.memory import counted_bits, counted_scalars, memory_row, state_bytes
+from memopt_theory.memory import counted_bits, counted_scalars, state_bytes
 from tests.theory.cases import CASES, grads
 
 SHAPES = [(1,), (2,), (7,), (13,), (64,), (2, 5), (6, 4), (1, 9), (9, 1), (3, 2, 4), (2, 1, 3, 5)]
@@ -38,16 +38,3 @@ def test_memory_model_equals_counted_over_shapes(name):
             assert state_bytes(st) == 8 * m.memory(shape, cfg) + m.bits(shape, cfg) // 8, (shape, cfg)
             checked += 1
     assert checked >= len(SHAPES) - 2  # at most the two unit-axis matrices are refused per config
-
-
-def test_memopt_memory_rows_agree_at_1024():
-    """What ``memopt memory --shape 1024`` prints: closed form = counted for every method (default configs,
-    sketch size 16 and lr 1e-3 where a Config has no default)."""
-    from argparse import Namespace
-
-    from memopt_theory.memory_cli import _config
-
-    args = Namespace(ell=16, lr=1e-3)
-    for name in methods.names():
-        row = memory_row(name, (1024,), _config(methods.get(name), args))
-        assert row.agrees, (name, row)
