@@ -18,7 +18,7 @@ from memopt_theory.linalg import default_rtol, sym_eigh
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
-from memopt_theory.metric import Dense
+from memopt_theory.metric import LowRankPlusScaled
 from memopt_theory.validation import check_choice, check_real, numel
 
 
@@ -83,11 +83,13 @@ def memory(shape, config: Config) -> int:
     return numel(shape) ** 2
 
 
-def metric(state: State, config: Config) -> Dense:
-    """H_t as a dense N×N matrix."""
+def metric(state: State, config: Config) -> LowRankPlusScaled:
+    """H_t in its eigenbasis: Q diag(h) Qᵀ with all N eigenvectors (U = Q, c = 0), so that an H-norm projection
+    reuses this ``eigh`` instead of decomposing a dense H again; ``.dense()`` gives the N×N matrix."""
     lam, Q = sym_eigh(state.S)
-    H = (Q * _h_eigs(lam, config).unsqueeze(-2)) @ Q.transpose(-1, -2)
-    return Dense(H=H.to(state.S.dtype), shape=tuple(state.shape))
+    h = _h_eigs(lam, config).to(state.S.dtype)
+    c = torch.zeros(h.shape[:-1], dtype=h.dtype, device=h.device)
+    return LowRankPlusScaled(U=Q.to(state.S.dtype), s=h, c=c, shape=tuple(state.shape))
 
 
 METHODS = (Method("adagrad_full", Config, init, update, memory, metric, reference="ALGORITHMS.md §A3"),)
