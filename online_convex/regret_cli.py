@@ -53,6 +53,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ranks", default="4,16", help="sketch sizes ℓ for sketched methods, comma-separated (default 4,16)"
     )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="METHOD.FIELD=VALUE",
+        help="set a field of a method's Config, repeatable (e.g. sm3.variant=I, ef_mfac.density=0.01, "
+        "adagrad_full.delta=1e-6); unknown methods or fields are refused",
+    )
     p.add_argument("--d", type=int, default=64, help="dimension of synthetic streams (default 64)")
     p.add_argument("--T", type=int, default=2000, help="rounds (default 2000)")
     p.add_argument("--seeds", type=int, default=8, help="seeds, run batched (default 8)")
@@ -116,28 +124,57 @@ def _learners(args, domain) -> list:
     if not ranks or min(ranks) < 1:
         raise ValueError(f"--ranks must be ints >= 1; got {args.ranks!r}")
     eta = args.eta if args.eta == "theory" else float(args.eta)
+    overrides = _config_overrides(getattr(args, "config", []), names)
     out = []
     for name in names:
         m = methods.get(name)
         if name in SKETCHED:
-            out += [Learner(name, m.Config(ell=r), eta=eta, domain=domain) for r in ranks]
+            out += [
+                Learner(name, m.Config(**{**overrides.get(name, {}), "ell": r}), eta=eta, domain=domain)
+                for r in ranks
+            ]
         else:
-            out.append(Learner(name, _default_config(m, eta), eta=eta, domain=domain))
+            cfg = _default_config(m, eta, overrides.get(name, {}))
+            out.append(Learner(name, cfg, eta=eta, domain=domain))
     return out
 
 
-def _default_config(m, eta):
-    """The method's default Config; one whose step size has no default (CAME's lr) takes --eta as its lr."""
+def _config_overrides(items: list[str], names: list[str]) -> dict[str, dict]:
+    """``--config METHOD.FIELD=VALUE`` items as {method: {field: value}}; the method must be among --methods
+    and the field one of its Config's (``ell`` of a sketched method comes from --ranks)."""
+    out: dict[str, dict] = {}
+    for it in items:
+        lhs, sep, val = it.partition("=")
+        name, dot, field = lhs.partition(".")
+        if not (sep and dot and name and field):
+            raise ValueError(f"--config must be METHOD.FIELD=VALUE (e.g. sm3.variant=I); got {it!r}")
+        if name not in names:
+            raise ValueError(f"--config {it!r}: method {name!r} is not among --methods {','.join(names)}")
+        fields = [f.name for f in dataclasses.fields(methods.get(name).Config)]
+        if field not in fields:
+            raise ValueError(
+                f"--config {it!r}: {name}.Config has no field {field!r}; it has {', '.join(fields)}"
+            )
+        if field == "ell" and name in SKETCHED:
+            raise ValueError(f"--config {it!r}: the sketch size of {name} is set by --ranks")
+        out.setdefault(name, {})[field] = _parse_value(val)
+    return out
+
+
+def _default_config(m, eta, overrides: dict | None = None):
+    """The method's default Config with the --config fields; one whose step size has no default (CAME's lr)
+    takes --eta as its lr."""
+    overrides = overrides or {}
     try:
-        return m.Config()
+        return m.Config(**overrides)
     except TypeError:
-        if "lr" not in {f.name for f in dataclasses.fields(m.Config)}:
+        if "lr" not in {f.name for f in dataclasses.fields(m.Config)} or "lr" in overrides:
             raise
     if eta == "theory":
         raise ValueError(
             f"--methods: {m.name} has no default lr and no theory step; pass --eta NUMBER (its lr)"
         )
-    return m.Config(lr=eta)
+    return m.Config(**overrides, lr=eta)
 
 
 def _check_device(device: str) -> None:

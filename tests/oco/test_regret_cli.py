@@ -75,6 +75,11 @@ def test_real_stream_and_box_domain(tmp_path, capsys):
         (["--domain", "nuclear_ball"], "nuclear"),
         (["--device", "nodevice"], "--device 'nodevice' is not usable here"),
         (["--device", "meta"], "--device 'meta' is not usable here"),  # parses, but holds no data
+        (["--config", "variant=I"], "--config must be METHOD.FIELD=VALUE"),
+        (["--config", "sm3.variant=I"], "method 'sm3' is not among --methods"),
+        (["--config", "adagrad_full.delt=1"], "adagrad_full.Config has no field 'delt'"),
+        (["--config", "s_adagrad.ell=3"], "set by --ranks"),
+        (["--config", "adagrad_full.delta=-1"], "delta"),  # the Config's own validation
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, capsys, argv, match):
@@ -113,3 +118,28 @@ def test_plot_lines_are_the_trace_medians_and_bounds():
     ratio_line = [ln for ln in b.get_lines() if len(ln.get_xdata()) == len(ck)][0]
     np.testing.assert_allclose(ratio_line.get_ydata(), np.median(tr.regret_upper / tr.bound, axis=1))
     plt.close(fig)
+
+
+def test_config_option_reaches_the_learner_and_its_bound(tmp_path, capsys):
+    """``--config sm3.variant=I``: the stored trace is that of a direct run of SM3-I (whose regret theorem,
+    ALGORITHMS.md §C4, gives a bound; the default variant II has none), and the bound is drawn and holds."""
+    argv = ["regret", "--problem", "matrix-linear", "--d", "3", "--T", "40", "--seeds", "2", "--checkpoints", "6",
+            "--methods", "sm3", "--config", "sm3.variant=I", "--config", "sm3.eps=0", "--out", str(tmp_path), "--no-plot"]  # fmt: skip
+    assert main(argv) == 0  # rc 0: every drawn bound held
+    arrays, meta = storage.read_result(tmp_path / "sm3")
+    assert np.isfinite(arrays["bound"]).all()
+    data, prob = make_stream("low_rank_noise", shape=(3, 3), T=40, seeds=2, rank=8)
+    from memopt_theory import methods
+
+    direct = simulate.run(
+        Learner(
+            "sm3",
+            methods.get("sm3").Config(variant="I", eps=0.0),
+            domain=make_domain("l2_ball", (3, 3), radius=1.0),
+        ),
+        prob,
+        data,
+        checkpoints=simulate.geometric_checkpoints(40, 6),
+    )
+    np.testing.assert_array_equal(arrays["cum_loss"], direct.cum_loss)
+    np.testing.assert_array_equal(arrays["bound"], direct.bound)
