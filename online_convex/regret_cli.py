@@ -163,18 +163,20 @@ def _config_overrides(items: list[str], names: list[str]) -> dict[str, dict]:
 
 def _default_config(m, eta, overrides: dict | None = None):
     """The method's default Config with the --config fields; one whose step size has no default (CAME's lr)
-    takes --eta as its lr."""
-    overrides = overrides or {}
-    try:
-        return m.Config(**overrides)
-    except TypeError:
-        if "lr" not in {f.name for f in dataclasses.fields(m.Config)} or "lr" in overrides:
-            raise
-    if eta == "theory":
-        raise ValueError(
-            f"--methods: {m.name} has no default lr and no theory step; pass --eta NUMBER (its lr)"
-        )
-    return m.Config(**overrides, lr=eta)
+    takes --eta as its lr. Any other error of the Config (a bad --config value) propagates as it is."""
+    overrides = dict(overrides or {})
+    required = {
+        f.name
+        for f in dataclasses.fields(m.Config)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    if "lr" in required and "lr" not in overrides:
+        if eta == "theory":
+            raise ValueError(
+                f"--methods: {m.name} has no default lr and no theory step; pass --eta NUMBER (its lr)"
+            )
+        overrides["lr"] = eta
+    return m.Config(**overrides)
 
 
 def _check_device(device: str) -> None:

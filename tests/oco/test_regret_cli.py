@@ -80,6 +80,8 @@ def test_real_stream_and_box_domain(tmp_path, capsys):
         (["--config", "adagrad_full.delt=1"], "adagrad_full.Config has no field 'delt'"),
         (["--config", "s_adagrad.ell=3"], "set by --ranks"),
         (["--config", "adagrad_full.delta=-1"], "delta"),  # the Config's own validation
+        # a bad value of a method with a default lr is reported as such, not as "no default lr"
+        (["--methods", "adam", "--config", "adam.beta1=x"], "beta1 must be a real number; got 'x'"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, capsys, argv, match):
