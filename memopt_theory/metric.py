@@ -10,8 +10,9 @@ class                  H                                            used by
 =====================  ===========================================  ============================
 ``Identity``           I                                            ogd
 ``Diagonal(h)``        diag(h), h ≥ 0 of shape B + S                adagrad_diag, sm3, ext. tensoring
-``Dense(H)``           H of shape B + (N, N)                        adagrad_full
-``LowRankPlusScaled``  U diag(s) Uᵀ + c(I − UUᵀ), U: B + (N, k)     s_adagrad, ada_fd
+``Dense(H)``           H of shape B + (N, N)                        the comparator's Newton metric
+``LowRankPlusScaled``  U diag(s) Uᵀ + c(I − UUᵀ), U: B + (N, k)     s_adagrad, ada_fd; adagrad_full
+                                                                    (k = N, c = 0: its eigenbasis)
 ``Kronecker(Fs)``      F_1 ⊗ … ⊗ F_p, F_i: B + (n_i, n_i)           shampoo, s_shampoo
 =====================  ===========================================  ============================
 
