@@ -24,7 +24,10 @@ With α_s = φ'(p_s) at x̂ (p_s = ⟨a_s, x̂⟩) and φ smooth, φ*(φ'(p)) = 
 max_{s∈K} ⟨∇F(x̂), x̂ − s⟩: the **Frank–Wolfe gap** certificate, zero exactly at the minimiser. For K = R^S the
 natural α is first moved onto {Σ α_s a_s = 0} (α ← α − A A⁺α, A the t×N matrix of rows vec a_s), which changes
 it by O(‖∇F(x̂)‖) — a residual at rounding level (≤ 10³·ε·Σ|α_s|‖a_s‖) is taken as 0. For hinge, α comes from
-the LP's dual (polyhedral K) or a dual ascent (ball, nuclear ball).
+the LP's dual (polyhedral K) or a dual ascent (ball, nuclear ball). The reported lower end is
+max(D(α), D(0)): α = 0 is feasible on every K and D(0) = Σ_s inf_p φ(p, y_s) = 0 for least squares, logistic
+and hinge, which certifies the exact F* = 0 of an underdetermined unconstrained least squares (t ≤ N), where the
+residual of the projected α need not be at rounding level.
 
 **Solvers.** linear: x̂ = lmo(Σ a_s), exact (gap 0). least squares / logistic: proximal Newton
 x ← Π_K^{∇²F}(x − ∇²F⁻¹∇F) with Armijo backtracking (one step for least squares), Π^{∇²F} from
