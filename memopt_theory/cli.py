@@ -1,8 +1,10 @@
-r"""The ``memopt`` console script: one argparse front over the three packages.
+r"""The ``memopt`` console script: one argparse front over every registered subcommand.
 
-Subcommands are named by dotted module paths and imported only when run, so ``memopt_theory`` itself does
-not import the simulator or the recorder (ARCHITECTURE.md: data flows one way). Each module provides
-``add_arguments(parser)`` and ``run(args) -> int``.
+Subcommands are found by registration: each entry point of the group ``memopt.commands`` (pyproject.toml)
+names a module providing ``add_arguments(parser)`` and ``run(args) -> int`` (and optionally ``HELP``, a
+one-line help; else the first line of its docstring). This module never names a package above it, so
+``memopt_theory`` does not import the simulator or the recorder; a package outside memopt adds a subcommand
+by declaring its own entry point. ``ORDER`` fixes where the built-in commands appear in ``--help``.
 """
 
 from __future__ import annotations
@@ -10,27 +12,27 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import EntryPoint, entry_points
 
-# name -> (module, one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "verify": (
-        "memopt_theory.verify_cli",
-        "run every theorem check on random instances; print worst measured/bound",
-    ),
-    "memory": (
-        "memopt_theory.memory_cli",
-        "state memory of every method for given shapes, closed form beside counted",
-    ),
-    "regret": (
-        "online_convex.regret_cli",
-        "one OCO experiment: regret intervals with theorem bounds, results + plot",
-    ),
-    "sweep": ("online_convex.sweep_cli", "run a sweep file (TOML) on a local process pool or a Dask cluster"),
-    "spectra": (
-        "spectra.cli",
-        "a reference training run with the Kronecker-factor recorder: snapshots + plot",
-    ),
-}
+COMMAND_GROUP = "memopt.commands"
+ORDER = ("verify", "memory", "regret", "sweep", "spectra")  # display order; others follow sorted
+
+
+def commands() -> list[EntryPoint]:
+    """The registered subcommands' entry points, in display order."""
+    eps = {e.name: e for e in entry_points(group=COMMAND_GROUP)}
+    if not eps:
+        raise RuntimeError(f"memopt: no {COMMAND_GROUP!r} entry points found; install it (pip install -e .)")
+    order = [n for n in ORDER if n in eps] + sorted(set(eps) - set(ORDER))
+    return [eps[n] for n in order]
+
+
+def _help(mod) -> str:
+    h = getattr(mod, "HELP", None)
+    if h:
+        return str(h)
+    doc = (mod.__doc__ or "").strip().splitlines()
+    return doc[0].rstrip(".") if doc else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,15 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (mod_name, help_) in SUBCOMMANDS.items():
-        sp = sub.add_parser(name, help=help_, description=help_)
+    for ep in commands():
+        mod_name = ep.value.split(":")[0]
         try:
             mod = importlib.import_module(mod_name)
         except ModuleNotFoundError as e:
             if e.name != mod_name:
                 raise
+            sp = sub.add_parser(ep.name, help=f"(unavailable: {mod_name} missing)")
             sp.set_defaults(_unavailable=mod_name)
             continue
+        help_ = _help(mod)
+        sp = sub.add_parser(ep.name, help=help_, description=help_)
         mod.add_arguments(sp)
         sp.set_defaults(_run=mod.run)
     return p

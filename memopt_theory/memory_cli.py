@@ -91,3 +91,6 @@ def run(args: argparse.Namespace) -> int:
                 f"  {n:<18} {r.model_scalars:>14,} {cs:>14} {r.model_bits:>12,} {cb:>12} {r.bytes_float32:>12,}  {ok}"
             )
     return 1 if bad else 0
+
+
+HELP = "state memory of every method for given shapes, closed form beside counted"  # one-line help of this `memopt` subcommand

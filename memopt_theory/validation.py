@@ -6,8 +6,11 @@ Errors are ``ValueError``/``TypeError`` naming the argument, the value and what 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -20,7 +23,45 @@ __all__ = [
     "check_real",
     "check_choice",
     "numel",
+    "Constraint",
+    "recording",
 ]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One declared constraint on a named argument, as the check_* call that enforces it states it:
+    ``kind`` "int" (in [low, high]), "real" (finite, in the interval with open ends where marked) or "choice"."""
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+
+
+_REC = threading.local()
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[Constraint]]:
+    """Collect the constraints of every check_int/check_real/check_choice called inside the block, e.g. while a
+    Config validates itself: the constraints are declared once, in ``__post_init__``, and read back as data
+    (memopt_theory.testing generates the refusal tests from them)."""
+    prev = getattr(_REC, "out", None)
+    _REC.out = out = []
+    try:
+        yield out
+    finally:
+        _REC.out = prev
+
+
+def _record(c: Constraint) -> None:
+    out = getattr(_REC, "out", None)
+    if out is not None:
+        out.append(c)
 
 
 def numel(shape: Sequence[int]) -> int:
@@ -78,6 +119,7 @@ def check_grad(grad: Tensor, shape: Sequence[int], *, where: str) -> None:
 
 
 def check_int(value, name: str, *, where: str, low: int | None = None, high: int | None = None) -> int:
+    _record(Constraint(name, "int", low, high))
     if type(value) is not int:
         raise TypeError(f"{where}: {name} must be an int; got {value!r} ({type(value).__name__})")
     if low is not None and value < low:
@@ -98,6 +140,7 @@ def check_real(
     high_open: bool = False,
 ) -> float:
     """A finite real in [low, high] (open ends where asked)."""
+    _record(Constraint(name, "real", low, high, low_open, high_open))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{where}: {name} must be a real number; got {value!r} ({type(value).__name__})")
     v = float(value)
@@ -114,6 +157,7 @@ def check_real(
 
 
 def check_choice(value, name: str, choices: Sequence[str], *, where: str) -> str:
+    _record(Constraint(name, "choice", choices=tuple(choices)))
     if value not in choices:
         raise ValueError(f"{where}: {name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value

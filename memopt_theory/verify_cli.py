@@ -39,3 +39,6 @@ def run(args: argparse.Namespace) -> int:
         f"{len(rows) - len(bad)} of {len(rows)} checks hold (worst ratio {max(r.worst_ratio for r in rows):.6f})"
     )
     return 1 if bad else 0
+
+
+HELP = "run every theorem check on random instances; print worst measured/bound"  # one-line help of this `memopt` subcommand

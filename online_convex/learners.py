@@ -5,29 +5,12 @@ u_t is the method's direction (memopt_theory.methods) after it absorbs g_t, and 
 ‖·‖_{H_t} norm, not the Euclidean one, so that is the default (``projection="metric"``). Methods with their
 own step rule (``full_step``: Adam-type) return the whole step and run unconstrained only: x_{t+1} = x_t − u_t.
 
-``eta="theory"`` is the step size the method's regret theorem assumes, resolved per seed from the domain
-and the data by :meth:`Learner.resolve` (the simulator calls it):
-
-============  =====================================  ==================================================
-method        η                                      theorem
-============  =====================================  ==================================================
-ogd (sqrt)    D/G  (so η_t = D/(G√t))                R^lin_T ≤ (3/2)·G·D·√T  (§A1)
-ogd (const)   D/(G√T)                                R^lin_T ≤ G·D·√T
-adagrad_diag  D_∞/√2                                 R^lin_T ≤ √2·D_∞·Σ_i ‖g_{1:T,i}‖_2  (§A2)
-adagrad_full  D/√2                                   R^lin_T ≤ √2·D·tr G_T^{1/2}  (§A3)
-s_adagrad     D/√2                                   Sketchy Cor. 4 (§B3)
-ada_fd        D/√2                                   (no bound is checked, §B6)
-shampoo       D/√(2r̄)                               R^lin_T ≤ √(2r̄)·D·Π_i tr (H^i_T)^{1/(2p)}  (§C1)
-s_shampoo     D/√(2r̄)                               R^lin_T ≤ √(2r̄)·D·Π_i tr (H̃^i_T)^{1/(2p)}  (§B5)
-ext. tensor.  D_∞/√2                                 R^lin_T ≤ √2·D_∞·Π_i Σ_k h^{(i)}_T[k]^{1/(2p)}  (§C2)
-sm3           D_∞/√2                                 R^lin_T ≤ √2·D_∞·Σ_i √ν_T(i)  (§C4; SM3-I, the one
-                                                     with a metric)
-============  =====================================  ==================================================
-
-D = diam K (ℓ2), D_∞ its ℓ∞ diameter, G ≥ max_t ‖g_t‖_2 an a-priori bound from the problem (see
-:func:`gradient_bound`); r̄ = (Π_i min(n_i, N/n_i))^{1/p} ≥ rank mat_i(G_t) for every gradient of the
-parameter's shape (:func:`memopt_theory.bounds.mode_rank_bound`; min(m, n) for matrices); an unbounded K has
-no theory step.
+``eta="theory"`` is the step size the method's own guarantee prescribes (``method.guarantee.theory_eta``,
+memopt_theory.guarantee), resolved per seed from the domain and the data by :meth:`Learner.resolve` (the
+simulator calls it). Examples from the registry: η = D/√2 for full-matrix AdaGrad (its bound
+(D²/(2η) + η)·tr G_T^{1/2} is smallest there), η = D_∞/√2 for the diagonal and SM3-type rules, η = D/G for
+OGD (a guarantee that ``needs`` "grad_bound" receives G ≥ max_t ‖g_t‖_2 from :func:`gradient_bound`). An
+unbounded K has no theory step.
 """
 
 from __future__ import annotations
@@ -40,23 +23,14 @@ import torch
 from torch import Tensor
 
 from memopt_theory import methods
-from memopt_theory.bounds.tensored import mode_rank_bound
 from online_convex.problems import RoundData
 
-__all__ = ["Learner", "gradient_bound", "THEORY_ETA"]
+__all__ = ["Learner", "gradient_bound", "theory_eta_methods"]
 
-# method -> which diameter its theory step uses and the factor: η = D/√2, D/√(2r̄), D_∞/√2 (OGD: below)
-THEORY_ETA = {
-    "adagrad_full": "D",
-    "s_adagrad": "D",
-    "ada_fd": "D",
-    "adagrad_diag": "D_inf",
-    "ogd": "D/G",
-    "shampoo": "D/sqrt(r)",
-    "s_shampoo": "D/sqrt(r)",
-    "extreme_tensoring": "D_inf",
-    "sm3": "D_inf",
-}
+
+def theory_eta_methods() -> list[str]:
+    """Registered methods whose guarantee prescribes a step size (``eta='theory'``)."""
+    return [m.name for m in methods.all_methods() if m.guarantee is not None and m.guarantee.theory_eta]
 
 
 def _bounded(domain) -> bool:
@@ -127,9 +101,10 @@ class Learner:
                 raise ValueError(
                     f"Learner: eta must be a positive number, a per-seed tensor or 'theory'; got {self.eta!r}"
                 )
-            if self.method not in THEORY_ETA:
+            if m.guarantee is None or m.guarantee.theory_eta is None:
                 raise ValueError(
-                    f"Learner: eta='theory' is defined for {', '.join(sorted(THEORY_ETA))}; got method {self.method!r}"
+                    f"Learner: eta='theory' is defined for {', '.join(theory_eta_methods())} (methods whose "
+                    f"guarantee prescribes a step); got method {self.method!r}"
                 )
             if not _bounded(self.domain):
                 raise ValueError(
@@ -167,18 +142,20 @@ class Learner:
             return self
         if self.eta != "theory":
             return replace(self, eta=torch.full(B, float(self.eta), dtype=dt, device=dev))
-        kind = THEORY_ETA[self.method]
-        if kind == "D":
-            eta = torch.full(B, float(self.domain.diameter) / math.sqrt(2), dtype=dt, device=dev)
-        elif kind == "D/sqrt(r)":
-            r = mode_rank_bound(self.shape)
-            eta = torch.full(B, float(self.domain.diameter) / math.sqrt(2 * r), dtype=dt, device=dev)
-        elif kind == "D_inf":
-            eta = torch.full(B, float(self.domain.diameter_inf) / math.sqrt(2), dtype=dt, device=dev)
-        else:  # OGD: η_t = D/(G√t) for "sqrt" (the direction already carries 1/√t), D/(G√T) for "constant"
-            G = gradient_bound(problem, data, self.domain).to(dt)
-            scale = 1.0 if self.config.schedule == "sqrt" else 1.0 / math.sqrt(data.T)
-            eta = float(self.domain.diameter) * scale / G.clamp_min(torch.finfo(dt).tiny)
+        from memopt_theory.guarantee import EtaInputs
+
+        g = self.spec.guarantee
+        G = gradient_bound(problem, data, self.domain).to(dt) if "grad_bound" in g.needs else None
+        q = EtaInputs(
+            config=self.config,
+            shape=self.shape,
+            D=float(self.domain.diameter),
+            D_inf=float(self.domain.diameter_inf),
+            T=int(data.T),
+            grad_bound=G,
+        )
+        eta = torch.as_tensor(g.theory_eta(q), dtype=dt, device=dev)
+        eta = eta.expand(B).clone() if eta.ndim == 0 else eta
         return replace(self, eta=eta)
 
     def initial_point(self, batch: tuple[int, ...], dtype=torch.float64, device=None) -> Tensor:

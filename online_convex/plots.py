@@ -16,8 +16,12 @@ __all__ = ["label_of", "regret_with_bound", "ratio_panel", "regret_figure"]
 
 
 def label_of(trace) -> str:
-    """A legend label: the method, with its sketch size ℓ where it has one."""
-    ell = trace.config.get("ell") if isinstance(trace.config, dict) else None
+    """A legend label: the method, with its sketch size ℓ where it has one (the Config field whose role is
+    "sketch_size"; "ell" for a method no longer registered)."""
+    from memopt_theory import methods
+
+    field = methods.get(trace.method).field_for("sketch_size") if trace.method in methods.names() else "ell"
+    ell = trace.config.get(field) if isinstance(trace.config, dict) and field else None
     return f"{trace.method} (ℓ={ell})" if ell is not None else trace.method
 
 

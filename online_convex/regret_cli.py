@@ -21,13 +21,6 @@ from pathlib import Path
 from memopt_theory import methods, storage
 
 DEFAULT_METHODS = "adagrad_full,adagrad_diag,s_adagrad,ogd"
-SKETCHED = (
-    "s_adagrad",
-    "ada_fd",
-    "fd_son",
-    "rfd_son",
-    "s_shampoo",
-)  # methods with a sketch size ℓ (``--ranks``)
 MATRIX = "matrix-"  # --problem matrix-LOSS: the same loss on an m×n iterate (--shape, default d×d)
 
 
@@ -128,9 +121,10 @@ def _learners(args, domain) -> list:
     out = []
     for name in names:
         m = methods.get(name)
-        if name in SKETCHED:
+        ell = m.field_for("sketch_size")  # a sketched method runs once per --ranks value
+        if ell is not None:
             out += [
-                Learner(name, m.Config(**{**overrides.get(name, {}), "ell": r}), eta=eta, domain=domain)
+                Learner(name, m.Config(**{**overrides.get(name, {}), ell: r}), eta=eta, domain=domain)
                 for r in ranks
             ]
         else:
@@ -155,7 +149,7 @@ def _config_overrides(items: list[str], names: list[str]) -> dict[str, dict]:
             raise ValueError(
                 f"--config {it!r}: {name}.Config has no field {field!r}; it has {', '.join(fields)}"
             )
-        if field == "ell" and name in SKETCHED:
+        if field == methods.get(name).field_for("sketch_size"):
             raise ValueError(f"--config {it!r}: the sketch size of {name} is set by --ranks")
         out.setdefault(name, {})[field] = _parse_value(val)
     return out
@@ -170,12 +164,13 @@ def _default_config(m, eta, overrides: dict | None = None):
         for f in dataclasses.fields(m.Config)
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     }
-    if "lr" in required and "lr" not in overrides:
+    lr = m.field_for("lr")
+    if lr is not None and lr in required and lr not in overrides:
         if eta == "theory":
             raise ValueError(
-                f"--methods: {m.name} has no default lr and no theory step; pass --eta NUMBER (its lr)"
+                f"--methods: {m.name} has no default {lr} and no theory step; pass --eta NUMBER (its {lr})"
             )
-        overrides["lr"] = eta
+        overrides[lr] = eta
     return m.Config(**overrides)
 
 
@@ -309,3 +304,6 @@ def run(args: argparse.Namespace) -> int:
     )
     bad = [r for r in rows if math.isfinite(r["ratio"]) and r["ratio"] > 1]
     return 1 if bad else 0
+
+
+HELP = "one OCO experiment: regret intervals with theorem bounds, results + plot"  # one-line help of this `memopt` subcommand

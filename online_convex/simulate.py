@@ -224,7 +224,7 @@ def run(
     domain = learner.domain
     bname = overlays.bound_name(learner, n, eta_mode)
     grad_bound = None
-    if bname is not None and learner.method == "ogd":
+    if bname is not None and overlays.needs_grad_bound(learner):
         from online_convex.learners import gradient_bound
 
         grad_bound = gradient_bound(problem, data, domain)

@@ -98,3 +98,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"sweep: table {table} ({len(df)} rows), plot {out / 'regret_vs_memory.png'}")
     return 0
+
+
+HELP = "run a sweep file (TOML) on a local process pool or a Dask cluster"  # one-line help of this `memopt` subcommand

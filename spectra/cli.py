@@ -228,3 +228,6 @@ def run(args: argparse.Namespace) -> int:
         f"training + recording {t_train:.1f} s, total {time.perf_counter() - t0:.1f} s"
     )
     return 0
+
+
+HELP = "a reference training run with the Kronecker-factor recorder: snapshots + plot"  # one-line help of this `memopt` subcommand

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Method", "get", "names", "all_methods"]
+from memopt_theory.guarantee import Guarantee
+
+__all__ = ["Method", "get", "names", "all_methods", "register", "unregister", "with_guarantee"]
 
 
 def _no_bits(shape: tuple[int, ...], config: Any) -> int:
@@ -48,6 +50,9 @@ class Method:
         direction is the whole step, decoupled decay included (lr·wd·param + lr·u), and the caller
         applies w ← w − direction.
     reference : str        the paper / section of ALGORITHMS.md
+    guarantee : Guarantee | None   its regret theorem as data (memopt_theory.guarantee): bound, the step size
+        the theorem prescribes, when it applies; the simulator, CLIs, overlays and verify read only this
+    roles : {role: field}  which Config field plays which role ("sketch_size", "lr", "rank")
     """
 
     name: str
@@ -59,6 +64,12 @@ class Method:
     bits: Callable[[tuple[int, ...], Any], int] = field(default=_no_bits)
     full_step: bool = False
     reference: str = ""
+    guarantee: Guarantee | None = None
+    roles: Mapping[str, str] = field(default_factory=dict)
+
+    def field_for(self, role: str) -> str | None:
+        """The Config field that plays ``role`` (e.g. "sketch_size" → "ell"), or None."""
+        return self.roles.get(role)
 
 
 _METHODS: dict[str, Method] = {}
@@ -100,3 +111,26 @@ def get(name: str) -> Method:
     if not isinstance(name, str) or name not in _METHODS:
         raise ValueError(f"unknown method {name!r}; registered: {', '.join(sorted(_METHODS))}")
     return _METHODS[name]
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (for methods defined outside this package, e.g. in a test or a plugin);
+    a different method under a registered name raises."""
+    if not isinstance(method, Method):
+        raise TypeError(f"register: method must be a Method; got {type(method).__name__}")
+    _load()
+    if method.name in _METHODS and _METHODS[method.name] is not method:
+        raise ValueError(f"register: a method named {method.name!r} is already registered")
+    _METHODS[method.name] = method
+    return method
+
+
+def unregister(name: str) -> None:
+    """Remove a method added by :func:`register` (unknown names raise as in :func:`get`)."""
+    get(name)
+    del _METHODS[name]
+
+
+def with_guarantee() -> list[Method]:
+    """Registered methods whose guarantee has a regret bound, sorted by name."""
+    return [m for m in all_methods() if m.guarantee is not None and m.guarantee.bound is not None]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from memopt_theory.guarantee import Guarantee, eta_d_over_sqrt2
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
 from memopt_theory.methods._sketch_common import (
@@ -73,6 +74,14 @@ def metric(state: State, config: Config) -> LowRankPlusScaled:
     return LowRankPlusScaled(U=state.U, s=a.unsqueeze(-1) + state.e, c=a, shape=tuple(state.shape))
 
 
+GUARANTEE = Guarantee(
+    title="Ada-FD (no bound checked)",
+    theorem="none checked here: the paper's bound needs its own step-size analysis; η = D/√2 as for AdaGrad",
+    reference="Wan, Wei, Zhang 2018",
+    kind="none",
+    theory_eta=eta_d_over_sqrt2,
+)
+
 METHODS = (
     Method(
         "ada_fd",
@@ -82,5 +91,7 @@ METHODS = (
         memory,
         metric,
         reference="Wan, Wei, Zhang 2018 (Ada-FD); official Sketchy OCO testbed ADA_FD; ALGORITHMS.md §B6, §B4",
+        guarantee=GUARANTEE,
+        roles={"sketch_size": "ell"},
     ),
 )

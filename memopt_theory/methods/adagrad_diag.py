@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from memopt_theory.guarantee import BoundInputs, Guarantee, Setting, eta_dinf_over_sqrt2
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
@@ -72,4 +73,40 @@ def metric(state: State, config: Config) -> Diagonal:
     return Diagonal(h=_h(state.s, config), shape=tuple(state.shape))
 
 
-METHODS = (Method("adagrad_diag", Config, init, update, memory, metric, reference="ALGORITHMS.md §A2"),)
+def _bound(q: BoundInputs) -> Tensor:
+    """(D_∞²/(2η) + η)·Σ_i √(δ + Σ_s g_{s,i}²)."""
+    from memopt_theory import bounds
+
+    k = q.sum_sq.ndim - q.eta.ndim
+    return bounds.adagrad_diag_regret_bound(
+        (q.sum_sq + q.config.delta).flatten(start_dim=q.sum_sq.ndim - k), q.D_inf, q.eta
+    )
+
+
+def _applies(config: Config, setting: Setting) -> str | None:
+    if config.delta_mode != "inside":
+        return f"delta_mode {config.delta_mode!r}: the bound is stated with δ inside the root"
+    return None
+
+
+GUARANTEE = Guarantee(
+    title="AdaGrad-diag (D∞²/2η+η)Σ‖g_i‖",
+    theorem="R^lin_T ≤ (D_∞²/(2η) + η)·Σ_i ‖g_{1:T,i}‖_2 (= √2·D_∞·Σ_i ‖g_{1:T,i}‖_2 at η = D_∞/√2)",
+    reference="Duchi, Hazan, Singer 2011, Thm 5",
+    bound=_bound,
+    theory_eta=eta_dinf_over_sqrt2,
+    applies=_applies,
+)
+
+METHODS = (
+    Method(
+        "adagrad_diag",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="ALGORITHMS.md §A2",
+        guarantee=GUARANTEE,
+    ),
+)

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from memopt_theory.guarantee import BoundInputs, Guarantee, eta_d_over_sqrt2
 from memopt_theory.linalg import default_rtol, sym_eigh
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
@@ -92,4 +93,33 @@ def metric(state: State, config: Config) -> LowRankPlusScaled:
     return LowRankPlusScaled(U=Q.to(state.S.dtype), s=h, c=c, shape=tuple(state.shape))
 
 
-METHODS = (Method("adagrad_full", Config, init, update, memory, metric, reference="ALGORITHMS.md §A3"),)
+def _bound(q: BoundInputs) -> Tensor:
+    """(D²/(2η) + η)·tr (G_t + δI)^{1/2}."""
+    from memopt_theory import bounds
+
+    return bounds.adagrad_full_regret_bound(
+        q.G, q.D, q.eta, delta=q.config.delta, delta_mode=q.config.delta_mode
+    )
+
+
+GUARANTEE = Guarantee(
+    title="AdaGrad (D²/2η+η)tr G^½",
+    theorem="R^lin_T ≤ (D²/(2η) + η)·tr G_T^{1/2} (= √2·D·tr G_T^{1/2} at η = D/√2)",
+    reference="Duchi, Hazan, Singer 2011, Thm 7; Hazan, Introduction to OCO, Thm 5.10",
+    bound=_bound,
+    theory_eta=eta_d_over_sqrt2,
+    needs=frozenset({"dense_G"}),
+)
+
+METHODS = (
+    Method(
+        "adagrad_full",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="ALGORITHMS.md §A3",
+        guarantee=GUARANTEE,
+    ),
+)

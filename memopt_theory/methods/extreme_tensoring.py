@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from memopt_theory.guarantee import BoundInputs, Guarantee, Setting, eta_dinf_over_sqrt2
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
@@ -132,4 +133,39 @@ def metric(state: State, config: Config) -> Diagonal:
     return Diagonal(h=from_tensor(_diag(state.h, config), tuple(state.shape), nb), shape=tuple(state.shape))
 
 
-METHODS = (Method("extreme_tensoring", Config, init, update, memory, metric, reference="ALGORITHMS.md §C2"),)
+def _bound(q: BoundInputs) -> Tensor:
+    """(D_∞²/(2η) + η)·Π_i Σ_k h^{(i)}_t[k]^{1/(2p)}, read from the state."""
+    from memopt_theory import bounds
+
+    return bounds.extreme_tensoring_regret_bound(tuple(q.state.h), q.D_inf, eta=q.eta)
+
+
+def _applies(config: Config, setting: Setting) -> str | None:
+    if config.exponent is not None:
+        return f"exponent = {config.exponent}: the theorem is for the exponent 1/(2p)"
+    return None
+
+
+GUARANTEE = Guarantee(
+    title="ExtTensoring (D∞²/2η+η)Π Σh^(1/2p)",
+    theorem="R^lin_T ≤ (D_∞²/(2η) + η)·Π_i Σ_k h^{(i)}_T[k]^{1/(2p)}",
+    reference="Chen et al. 2019 (Extreme Tensoring), Thm 4.1",
+    bound=_bound,
+    theory_eta=eta_dinf_over_sqrt2,
+    applies=_applies,
+    needs=frozenset({"state"}),
+    instance_shape=(3, 2),
+)
+
+METHODS = (
+    Method(
+        "extreme_tensoring",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="ALGORITHMS.md §C2",
+        guarantee=GUARANTEE,
+    ),
+)

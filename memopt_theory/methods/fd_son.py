@@ -115,6 +115,7 @@ METHODS = (
         metric,
         full_step=True,
         reference="Luo et al. 2016 (FD-SON); official Sketchy OCO testbed FD_SON; ALGORITHMS.md §B7, §B4",
+        roles={"lr": "lr", "sketch_size": "ell"},
     ),
     Method(
         "rfd_son",
@@ -125,5 +126,6 @@ METHODS = (
         metric,
         full_step=True,
         reference="Luo et al. 2019 (RFD-SON, RFD0 at delta=0); official Sketchy OCO testbed RFD_SON; ALGORITHMS.md §B7",
+        roles={"lr": "lr", "sketch_size": "ell"},
     ),
 )

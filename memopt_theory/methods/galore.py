@@ -140,5 +140,6 @@ METHODS = (
         metric,
         full_step=True,
         reference="ALGORITHMS.md §D8; arXiv 2403.03507",
+        roles={"lr": "lr", "rank": "rank"},
     ),
 )

@@ -204,5 +204,6 @@ METHODS = (
         metric,
         full_step=True,
         reference="ALGORITHMS.md §D7; arXiv 2410.16103",
+        roles={"lr": "lr", "rank": "rank"},
     ),
 )

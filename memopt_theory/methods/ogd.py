@@ -7,12 +7,14 @@ the (3/2)·G·D·√T bound. Metric: I (Euclidean projection). State: t, one sca
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from memopt_theory.guarantee import BoundInputs, EtaInputs, Guarantee, Setting
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
@@ -70,4 +72,41 @@ def metric(state: State, config: Config) -> Identity:
     )
 
 
-METHODS = (Method("ogd", Config, init, update, memory, metric, reference="ALGORITHMS.md §A1"),)
+def _theory_eta(q: EtaInputs) -> Tensor:
+    """η = D/G ("sqrt": the direction already carries 1/√t, so η_t = D/(G√t)) or D/(G√T) ("constant")."""
+    scale = 1.0 if q.config.schedule == "sqrt" else 1.0 / math.sqrt(q.T)
+    G = q.grad_bound
+    return float(q.D) * scale / G.clamp_min(torch.finfo(G.dtype).tiny)
+
+
+def _bound(q: BoundInputs) -> Tensor:
+    from memopt_theory import bounds
+
+    schedule = q.config.schedule
+    return bounds.ogd_regret_bound(
+        q.D, q.grad_bound, q.T if schedule == "constant" else q.t, schedule=schedule
+    )
+
+
+def _applies(config: Config, setting: Setting) -> str | None:
+    if setting.eta_mode != "theory":
+        return "the bound is for the theorem's step η = D/G (eta='theory')"
+    if config.delta != 0:
+        return f"delta = {config.delta}: the bound is for η_t = D/(G√t), delta = 0"
+    return None
+
+
+GUARANTEE = Guarantee(
+    title="OGD (3/2)GD√t",
+    theorem="R^lin_T ≤ (3/2)·G·D·√T at η_t = D/(G√t); R^lin_T ≤ G·D·√T at η = D/(G√T) (schedule 'constant')",
+    reference="Zinkevich 2003; Hazan, Introduction to Online Convex Optimization, Thm 3.1",
+    bound=_bound,
+    theory_eta=_theory_eta,
+    applies=_applies,
+    needs=frozenset({"grad_bound"}),
+    title_for=lambda c: "OGD GD√T (η=D/(G√T))" if c.schedule == "constant" else "OGD (3/2)GD√t",
+)
+
+METHODS = (
+    Method("ogd", Config, init, update, memory, metric, reference="ALGORITHMS.md §A1", guarantee=GUARANTEE),
+)

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from memopt_theory.guarantee import BoundInputs, Guarantee, eta_d_over_sqrt2
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
@@ -80,6 +81,23 @@ def metric(state: State, config: Config) -> LowRankPlusScaled:
     return LowRankPlusScaled(U=sk.U, s=(sk.s + c.unsqueeze(-1)).sqrt(), c=c.sqrt(), shape=tuple(state.shape))
 
 
+def _bound(q: BoundInputs) -> Tensor:
+    """Sketchy Cor. 4 at η: (D²/(2η) + η)·(tr G_t^{1/2} + √(N(N − ℓ)Ω_ℓ))."""
+    from memopt_theory import bounds
+
+    kw = {"delta": q.config.delta} if q.config.delta else {}
+    return bounds.s_adagrad_regret_bound(q.G, q.D, q.eta, q.config.ell, form="cor4", **kw)
+
+
+GUARANTEE = Guarantee(
+    title="S-AdaGrad Cor. 4",
+    theorem="R^lin_T ≤ (D²/(2η) + η)·(tr G_T^{1/2} + √(N(N − ℓ)·Ω_ℓ)), Ω_ℓ = Σ_{i≥ℓ} λ_i(G_T)",
+    reference="Feinberg et al. 2023 (Sketchy), Cor. 4",
+    bound=_bound,
+    theory_eta=eta_d_over_sqrt2,
+    needs=frozenset({"dense_G"}),
+)
+
 METHODS = (
     Method(
         "s_adagrad",
@@ -89,5 +107,7 @@ METHODS = (
         memory,
         metric,
         reference="Feinberg et al. 2023 (Sketchy), Alg. 2; ALGORITHMS.md §B3",
+        guarantee=GUARANTEE,
+        roles={"sketch_size": "ell"},
     ),
 )

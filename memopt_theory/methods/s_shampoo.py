@@ -24,6 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from memopt_theory.guarantee import BoundInputs, Guarantee, Setting, eta_d_over_sqrt_2r
 from memopt_theory.linalg import default_rtol
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
@@ -134,6 +135,42 @@ def metric(state: State, config: Config) -> Kronecker:
     return Kronecker(factors=tuple(f.to(dtype) for f in F), shape=tuple(state.shape))
 
 
+def _bound(q: BoundInputs) -> Tensor:
+    """The Shampoo bound on the sketched factors H̃^i_t = H̄^i_t + (ε + ρ^i)I."""
+    from memopt_theory import bounds
+
+    r = bounds.mode_rank_bound(q.shape)
+    return bounds.shampoo_regret_bound(factors(q.state, q.config, 1.0), q.D, r=r, eta=q.eta)
+
+
+def _applies(config: Config, setting: Setting) -> str | None:
+    if config.beta2 != 1.0:
+        return f"beta2 = {config.beta2}: exponentially weighted FD factors have no guarantee (beta2 = 1)"
+    return None
+
+
+GUARANTEE = Guarantee(
+    title="S-Shampoo (D²/2η+ηr)Π tr H~_i^(1/2p)",
+    theorem="R^lin_T ≤ (D²/(2η) + η·r̄)·Π_i tr (H̃^i_T)^{1/(2p)}, H̃^i the sketched factors plus their escaped mass",
+    reference="Feinberg et al. 2023 (Sketchy), Alg. 3 and Thm 5",
+    bound=_bound,
+    theory_eta=eta_d_over_sqrt_2r,
+    applies=_applies,
+    needs=frozenset({"state"}),
+    instance_shape=(3, 2),
+    instance_config={"ell": 2},
+)
+
 METHODS = (
-    Method("s_shampoo", Config, init, update, memory, metric, reference="ALGORITHMS.md §B5; Sketchy Alg. 3"),
+    Method(
+        "s_shampoo",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="ALGORITHMS.md §B5; Sketchy Alg. 3",
+        guarantee=GUARANTEE,
+        roles={"sketch_size": "ell"},
+    ),
 )

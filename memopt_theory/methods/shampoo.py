@@ -21,6 +21,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from memopt_theory.guarantee import BoundInputs, Guarantee, Setting, eta_d_over_sqrt_2r
 from memopt_theory.linalg import default_rtol, pinv_power_values, sym_eigh
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
@@ -115,4 +116,33 @@ def metric(state: State, config: Config) -> Kronecker:
     return Kronecker(factors=tuple(F.to(dtype) for F in roots), shape=tuple(state.shape))
 
 
-METHODS = (Method("shampoo", Config, init, update, memory, metric, reference="ALGORITHMS.md §C1"),)
+def _bound(q: BoundInputs) -> Tensor:
+    """(D²/(2η) + η·r̄)·Π_i tr (H^i_t)^{1/(2p)}, read from the state's factors."""
+    from memopt_theory import bounds
+
+    r = bounds.mode_rank_bound(q.shape)
+    return bounds.shampoo_regret_bound(tuple(q.state.H), q.D, r=r, eta=q.eta)
+
+
+def _applies(config: Config, setting: Setting) -> str | None:
+    if config.exponent is not None:
+        return f"exponent = {config.exponent}: the theorem is for the exponent 1/(2p)"
+    return None
+
+
+GUARANTEE = Guarantee(
+    title="Shampoo (D²/2η+ηr)Π tr H_i^(1/2p)",
+    theorem="R^lin_T ≤ (D²/(2η) + η·r̄)·Π_i tr (H^i_T)^{1/(2p)} (= √(2r̄)·D·Π_i tr (H^i_T)^{1/(2p)} at η = D/√(2r̄))",
+    reference="Gupta, Koren, Singer 2018, Thm 7 (order-p tensors)",
+    bound=_bound,
+    theory_eta=eta_d_over_sqrt_2r,
+    applies=_applies,
+    needs=frozenset({"state"}),
+    instance_shape=(3, 2),
+)
+
+METHODS = (
+    Method(
+        "shampoo", Config, init, update, memory, metric, reference="ALGORITHMS.md §C1", guarantee=GUARANTEE
+    ),
+)

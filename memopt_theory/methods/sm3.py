@@ -27,6 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from memopt_theory.guarantee import BoundInputs, Guarantee, Setting, eta_dinf_over_sqrt2
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
@@ -156,4 +157,33 @@ def metric(state: State, config: Config) -> Diagonal | None:
     return Diagonal(h=(nu(state, config) + config.eps).sqrt(), shape=tuple(state.shape))
 
 
-METHODS = (Method("sm3", Config, init, update, memory, metric, reference="ALGORITHMS.md §C4"),)
+def _bound(q: BoundInputs) -> Tensor:
+    """(D_∞²/(2η) + η)·Σ_i √(ν_t(i) + ε), ν_t from SM3-I's accumulators."""
+    from memopt_theory import bounds
+
+    return bounds.sm3_regret_bound(
+        nu(q.state, q.config) + q.config.eps, q.D_inf, eta=q.eta, nbatch=q.eta.ndim
+    )
+
+
+def _applies(config: Config, setting: Setting) -> str | None:
+    if config.variant != "I" or config.momentum > 0:
+        return "SM3-II and momentum have no metric, so no H_t-norm projection (variant 'I', momentum 0 only)"
+    return None
+
+
+GUARANTEE = Guarantee(
+    title="SM3-I (D∞²/2η+η)Σ√ν",
+    theorem="R^lin_T ≤ (D_∞²/(2η) + η)·Σ_i √ν_T(i) (SM3-I)",
+    reference="Anil et al. 2019 (SM3), Prop. 2",
+    bound=_bound,
+    theory_eta=eta_dinf_over_sqrt2,
+    applies=_applies,
+    needs=frozenset({"state"}),
+    instance_shape=(3, 2),
+    instance_config={"variant": "I"},
+)
+
+METHODS = (
+    Method("sm3", Config, init, update, memory, metric, reference="ALGORITHMS.md §C4", guarantee=GUARANTEE),
+)
