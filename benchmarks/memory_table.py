@@ -11,7 +11,8 @@ For each shape and method: persistent floating scalars from the method's closed 
 (= counted tensors, tested by the battery for small shapes), bits of integer/bool storage, and the ratio
 Adam ÷ method of float32 bytes (4·scalars + bits/8), so "1000×" means the state is a thousandth of Adam's.
 Methods registered later appear automatically: with their default Config, or with the entry in CONFIGS
-(methods whose Config needs arguments, or whose default is not the sensible one for a layer, go there).
+(memopt_theory.layers.layer_configs: methods whose Config needs arguments, or whose default is not the
+sensible one for a layer, go there).
 A full-matrix method on these shapes needs N² scalars; the table prints it — that is the point of the table.
 """
 
@@ -23,53 +24,13 @@ import math
 import torch
 
 from memopt_theory import methods
+from memopt_theory.layers import LAYER_SHAPES, layer_config, layer_configs
 from memopt_theory.memory import counted_bits, counted_scalars
 
-# Real layer shapes: ResNet convs (out, in, kh, kw), Transformer projections (GPT-2 small), the GPT-2 token
-# embedding, and a 2^20-element vector (the Extreme Tensoring target).
-SHAPES: dict[str, tuple[int, ...]] = {
-    "resnet conv 64x64x3x3": (64, 64, 3, 3),
-    "resnet conv 256x128x3x3": (256, 128, 3, 3),
-    "resnet conv 512x512x3x3": (512, 512, 3, 3),
-    "transformer 768x768": (768, 768),
-    "transformer 768x3072": (768, 3072),
-    "embedding 50257x768": (50257, 768),
-    "vector 2^20": (2**20,),
-}
-
-
-def _cfg(name: str, **kw):
-    return methods.get(name).Config(**kw)
-
-
-# name -> a sensible configuration for a deep-learning layer (paper/official defaults where they exist).
-# Engineers adding methods add their entry here; a method missing from it runs with its default Config.
-CONFIGS: dict[str, object] = {
-    "shampoo": _cfg("shampoo", eps=1e-12),
-    "s_shampoo": _cfg("s_shampoo", ell=256, eps=1e-12),  # Sketchy's DL runs: ℓ = 256 per factor
-    "extreme_tensoring": _cfg("extreme_tensoring", order=3),
-    "sm3": _cfg("sm3"),
-    "adafactor": _cfg("adafactor"),
-    "came": _cfg("came", lr=2e-4),
-    "s_adagrad": _cfg("s_adagrad", ell=256),
-    # compressed family (§D, engineer E): paper defaults; EFCP at 1 % density (99 % sparsity), m = 1024
-    "ggt": _cfg("ggt", window=200),  # paper r = 200
-    "mfac": _cfg("mfac", window=1024),
-    "ef_mfac": _cfg("ef_mfac", window=1024, density=0.01),
-    "ef_ggt": _cfg("ef_ggt", window=100, density=0.01),  # EFCP's sparse-GGT example
-    "smmf": _cfg("smmf"),
-    "ldadam": _cfg("ldadam", rank=16),  # matrices at rank 16; conv kernels (4-D) take the AdamW path (§D7)
-}
-
-
-def config_for(name: str):
-    """CONFIGS[name], else the default Config; None if the Config needs arguments (then add it to CONFIGS)."""
-    if name in CONFIGS:
-        return CONFIGS[name]
-    try:
-        return methods.get(name).Config()
-    except TypeError:
-        return None
+# The shapes and configurations live in the library (memopt_theory.layers); these names are kept for callers.
+SHAPES = LAYER_SHAPES
+CONFIGS: dict[str, object] = layer_configs()
+config_for = layer_config
 
 
 def count(name: str, shape: tuple[int, ...], cfg) -> tuple[int, int]:

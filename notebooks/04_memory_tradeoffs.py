@@ -21,7 +21,7 @@
 # State bytes here are float32 storage: 4·scalars + bits/8.
 #
 # 1. **The memory model on real layer shapes** — ResNet convolutions, GPT-2-small projections and embedding, a
-#    2^20 vector (``benchmarks/memory_table.py``: the shapes and each method's deep-learning configuration).
+#    2^20 vector (``memopt_theory.layers``: the shapes and each method's deep-learning configuration).
 # 2. **The papers' claims**, recomputed from the same closed forms:
 #    * SMMF (Park & Lee 2024): optimizer memory "up to 96 %" below Adam-class optimizers (Adam, Adafactor, SM3,
 #      CAME);
@@ -58,7 +58,8 @@ ROOT = (
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from benchmarks.memory_compressed import OTHERS, fp32_bytes  # noqa: E402
-from benchmarks.memory_table import SHAPES, config_for  # noqa: E402
+from memopt_theory.layers import LAYER_SHAPES as SHAPES  # noqa: E402
+from memopt_theory.layers import layer_config as config_for  # noqa: E402
 
 FAST = os.environ.get("MEMOPT_FAST") == "1"
 FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "docs/figures"))
@@ -71,7 +72,7 @@ T_START = time.perf_counter()
 # ## 1. State memory of every method on real layer shapes
 #
 # Adam keeps two moments, 2N scalars for N weights. For every registered method with its deep-learning
-# configuration (``benchmarks.memory_table.config_for``: Sketchy's ℓ = 256, GGT's window 200, M-FAC's 1024,
+# configuration (``memopt_theory.layers.layer_config``: Sketchy's ℓ = 256, GGT's window 200, M-FAC's 1024,
 # EFCP at 1 % density, Extreme Tensoring of order 3, LDAdam rank 16, …) the ratio Adam bytes ÷ method bytes:
 # 1000× means a state a thousandth of Adam's, 10⁻⁶ a state a million times larger (full-matrix AdaGrad's N² on a
 # 768×768 layer). A method whose configuration does not fit a shape is left out of that shape ("n/a").
