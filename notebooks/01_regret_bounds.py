@@ -47,12 +47,9 @@ from matplotlib.ticker import FormatStrFormatter
 
 from memopt_theory import methods
 from memopt_theory.bounds.quantities import omega_ell, psd_eigvals_desc
-from online_convex import simulate
+from online_convex import Learner, get_problem, make_stream, simulate
 from online_convex.domains import L2Ball, Unconstrained
-from online_convex.learners import Learner
 from online_convex.plots import regret_figure, regret_with_bound
-from online_convex.problems import get_problem
-from online_convex.streams import make_stream
 
 FAST = os.environ.get("MEMOPT_FAST") == "1"
 FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "docs/figures"))

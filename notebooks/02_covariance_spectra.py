@@ -51,12 +51,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spectra import metrics, plots
-from spectra.null import null_factors
-from spectra.recorder import FactorRecorder
-from spectra.runs import make_run, train
-from spectra.snapshots import Snapshotter
-from spectra.store import SnapshotStore
+from spectra import FactorRecorder, SnapshotStore, Snapshotter, make_run, metrics, null_factors, plots, train
 
 FAST = os.environ.get("MEMOPT_FAST") == "1"
 FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "docs/figures"))

@@ -46,14 +46,12 @@ import pandas as pd
 import torch
 from scipy.optimize import differential_evolution
 
+from memopt_theory import all_checks, run_check
 from memopt_theory.bounds.quantities import omega_ell, psd_eigvals_desc
 from memopt_theory.bounds.sketchy import s_adagrad_trace_terms
 from memopt_theory.sketches import fd_init, fd_update, sketchy_covariance
-from memopt_theory.verify import all_checks, run_check
-from online_convex import simulate
+from online_convex import Learner, RoundData, simulate
 from online_convex.domains import L2Ball
-from online_convex.learners import Learner
-from online_convex.problems import RoundData
 
 FAST = os.environ.get("MEMOPT_FAST") == "1"
 FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "docs/figures"))

@@ -46,9 +46,8 @@ import torch
 from sklearn.datasets import load_digits
 
 import memopt_theory
-from memopt_theory import methods
+from memopt_theory import make_optimizer, methods
 from memopt_theory.compressors import k_of_density
-from memopt_theory.optim import make_optimizer
 
 # benchmarks/ (the layer shapes and per-method configurations) is not an installed package: import it from the
 # checkout that holds memopt_theory, so the notebook runs from any working directory (the tests run it in a tmp dir)
@@ -58,8 +57,8 @@ ROOT = (
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from benchmarks.memory_compressed import OTHERS, fp32_bytes  # noqa: E402
-from memopt_theory.layers import LAYER_SHAPES as SHAPES  # noqa: E402
-from memopt_theory.layers import layer_config as config_for  # noqa: E402
+from memopt_theory import LAYER_SHAPES as SHAPES  # noqa: E402
+from memopt_theory import layer_config as config_for  # noqa: E402
 
 FAST = os.environ.get("MEMOPT_FAST") == "1"
 FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "docs/figures"))

@@ -19,7 +19,9 @@ Projections in ‖z‖²_H = zᵀHz (Π_K^H(y) = argmin_{x∈K} ‖x − y‖_H,
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -36,6 +38,8 @@ __all__ = [
     "NuclearBall",
     "make_domain",
     "DOMAIN_NAMES",
+    "get",
+    "names",
 ]
 
 
@@ -315,3 +319,17 @@ def make_domain(name: str, shape, **params) -> Domain:
     if name == "nuclear_ball" and len(shape) != 2:
         raise ValueError(f"{where}: the nuclear norm needs a matrix shape (m, n); got {shape}")
     return _DOMAINS[name](shape, **p)
+
+
+# the registry idiom shared by methods, problems, domains, streams and checks
+def names() -> list[str]:
+    """Registered domain names, in registration order (= DOMAIN_NAMES)."""
+    return list(DOMAIN_NAMES)
+
+
+def get(name: str) -> Callable[..., Domain]:
+    """A constructor ``(shape, **params) -> Domain`` for domain ``name`` (:func:`make_domain` with the name
+    bound); unknown names raise listing the known ones."""
+    if name not in _DOMAINS:
+        raise ValueError(f"unknown domain {name!r}; known domains: {', '.join(DOMAIN_NAMES)}")
+    return functools.partial(make_domain, name)

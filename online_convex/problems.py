@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["RoundData", "Problem", "get_problem", "PROBLEM_NAMES"]
+__all__ = ["RoundData", "Problem", "get_problem", "PROBLEM_NAMES", "get", "names"]
 
 
 @dataclass(frozen=True)
@@ -242,3 +242,14 @@ def get_problem(name: str) -> Problem:
     if name not in _PROBLEMS:
         raise ValueError(f"unknown problem {name!r}; known problems: {', '.join(PROBLEM_NAMES)}")
     return _PROBLEMS[name]
+
+
+# the registry idiom shared by methods, problems, domains, streams and checks
+def names() -> list[str]:
+    """Registered loss families, in registration order (= PROBLEM_NAMES)."""
+    return list(PROBLEM_NAMES)
+
+
+def get(name: str) -> Problem:
+    """The loss family ``name`` (same as :func:`get_problem`)."""
+    return get_problem(name)

@@ -32,6 +32,7 @@ the data set makes further passes (reshuffled).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +44,7 @@ from scipy.stats import ortho_group
 from memopt_theory.validation import check_int, check_real, check_shape
 from online_convex.problems import RoundData
 
-__all__ = ["make_stream", "stream_names", "stream_params", "seed_generators"]
+__all__ = ["make_stream", "stream_names", "stream_params", "seed_generators", "get", "names"]
 
 LABELLED = ("linear", "least_squares", "logistic", "hinge")
 
@@ -267,3 +268,17 @@ def make_stream(
         a.append(ai)
         y.append(_labels(rng, ai, problem, label_noise))
     return _to_round_data(a, y, shape, dtype, device), problem
+
+
+# the registry idiom shared by methods, problems, domains, streams and checks
+def names() -> list[str]:
+    """Registered stream names (= :func:`stream_names`)."""
+    return stream_names()
+
+
+def get(name: str) -> Callable[..., tuple[RoundData, str]]:
+    """A constructor ``(*, shape, T, seeds, ...) -> (RoundData, problem name)`` for stream ``name``
+    (:func:`make_stream` with the name bound); unknown names raise listing the known ones."""
+    if name not in stream_names():
+        raise ValueError(f"make_stream: unknown stream {name!r}; known: {', '.join(stream_names())}")
+    return functools.partial(make_stream, name)
