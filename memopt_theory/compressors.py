@@ -200,9 +200,13 @@ class EFState(NamedTuple):
 class ErrorFeedback:
     """Error feedback around a compressor (§D2): a = e + g, c = C(a), e ← a − c.
 
+    >>> import torch
     >>> ef = ErrorFeedback(TopK(k=2))
     >>> st = ef.init((5,))
+    >>> g = torch.tensor([3.0, -1.0, 0.5, 4.0, -2.0], dtype=torch.float64)
     >>> c, payload, st = ef.step(g, st)   # Σ_s c_s = Σ_s g_s − st.e
+    >>> c.tolist(), st.e.tolist()         # the two largest entries sent, the rest kept as error
+    ([3.0, 0.0, 0.0, 4.0, 0.0], [0.0, -1.0, 0.5, 0.0, -2.0])
     """
 
     compressor: Any

@@ -29,8 +29,8 @@ Example
 >>> s = Setting(shape=(4,), D=2.0, D_inf=2.0, projection="euclidean", eta_mode="theory")
 >>> g.reason(methods.get("adagrad_full").Config(), s)
 "projection 'euclidean': the theorem needs the projection in the method's metric H_t"
->>> float(g.theory_eta(EtaInputs(config=None, shape=(4,), D=2.0, D_inf=2.0, T=10)))  # D/√2
-1.4142135623730951
+>>> round(g.theory_eta(EtaInputs(config=None, shape=(4,), D=2.0, D_inf=2.0, T=10)), 12)  # D/√2
+1.414213562373
 """
 
 from __future__ import annotations
@@ -83,6 +83,12 @@ class EtaInputs:
     T: int
     grad_bound: Tensor | None = None
 
+    def need_grad_bound(self) -> Tensor:
+        """G, which a guarantee that ``needs`` "grad_bound" receives."""
+        if self.grad_bound is None:
+            raise ValueError("EtaInputs: grad_bound is None; declare 'grad_bound' in the guarantee's needs")
+        return self.grad_bound
+
 
 @dataclass(frozen=True)
 class BoundInputs:
@@ -101,6 +107,13 @@ class BoundInputs:
     G: Tensor | None = None
     grad_bound: Tensor | None = None
     state: Any = None
+
+    def need(self, name: str) -> Any:
+        """The field ``name`` ("G", "grad_bound" or "state"), which the guarantee declared in ``needs``."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"BoundInputs: {name} is None; declare it in the guarantee's needs")
+        return value
 
 
 def _always(config: Any, setting: Setting) -> str | None:

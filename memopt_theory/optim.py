@@ -198,6 +198,10 @@ class MethodOptimizer(torch.optim.Optimizer):
 def make_optimizer(name: str, params: Iterable, lr: float = 1e-3, **config) -> MethodOptimizer:
     """A ``torch.optim.Optimizer`` running the registered method ``name`` on ``params``.
 
+    >>> import torch
+    >>> model = torch.nn.Linear(4, 3)
     >>> opt = make_optimizer("smmf", model.parameters(), lr=1e-3, weight_decay=0.01, decay_rate=-0.8)
+    >>> model(torch.ones(2, 4)).sum().backward()
+    >>> opt.step()
     """
     return MethodOptimizer(params, name, lr=lr, **config)

@@ -51,7 +51,8 @@ def recording() -> Iterator[list[Constraint]]:
     Config validates itself: the constraints are declared once, in ``__post_init__``, and read back as data
     (memopt_theory.testing generates the refusal tests from them)."""
     prev = getattr(_REC, "out", None)
-    _REC.out = out = []
+    out: list[Constraint] = []
+    _REC.out = out
     try:
         yield out
     finally:

@@ -4,7 +4,8 @@ Every loss is a generalised linear loss f_t(x) = φ(⟨a_t, x⟩, y_t) (online_c
 the pair (a_t, y_t) for t = 1..T, for every seed at once:
 
 >>> data, problem = make_stream("low_rank_noise", shape=(64,), T=2000, seeds=8, rank=8)
->>> data.a.shape, data.y.shape        # (T, seeds, *shape), (T, seeds)
+>>> tuple(data.a.shape), tuple(data.y.shape)        # (T, seeds, *shape), (T, seeds)
+((2000, 8, 64), (2000, 8))
 
 Seed i draws from ``numpy.random.SeedSequence(entropy).spawn(seeds)[i]``: common random numbers, so every
 method run on the same stream and seed sees the same losses, and seed i's data do not depend on how many

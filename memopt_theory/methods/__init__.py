@@ -1,12 +1,20 @@
-r"""The method registry: one pure ``init``/``update`` pair per update rule of ALGORITHMS.md.
+r"""The method registry: one pure ``init``/``update`` pair per update rule, each with its guarantee.
 
+>>> import torch
 >>> from memopt_theory import methods
 >>> m = methods.get("s_adagrad")
 >>> cfg = m.Config(ell=16)                         # frozen, keyword-only, validated at construction
 >>> state = m.init((64,), cfg, batch=(8,))         # 8 independent runs (seeds) in one state
+>>> grad = torch.randn(8, 64, dtype=torch.float64)
 >>> direction, state = m.update(grad, state, cfg)  # pure: never mutates its input state
->>> m.memory((64,), cfg)                           # closed-form stored scalars, one run
->>> m.metric(state, cfg)                           # H_t as a memopt_theory.metric.Metric, or None
+>>> tuple(direction.shape)
+(8, 64)
+>>> m.memory((64,), cfg)                           # closed-form stored scalars, one run: 15·65 + 1
+976
+>>> type(m.metric(state, cfg)).__name__            # H_t as a memopt_theory.metric.Metric, or None
+'LowRankPlusScaled'
+>>> m.field_for("sketch_size"), m.guarantee.kind   # roles of the Config fields, the theorem it carries
+('ell', 'upper bound')
 
 Every module of this package whose name does not start with ``_`` is imported on first use and must
 define ``METHODS``: a tuple of :class:`Method`. Adding a method is adding a module; nothing here changes.

@@ -98,7 +98,7 @@ def _bound(q: BoundInputs) -> Tensor:
     from memopt_theory import bounds
 
     return bounds.adagrad_full_regret_bound(
-        q.G, q.D, q.eta, delta=q.config.delta, delta_mode=q.config.delta_mode
+        q.need("G"), q.D, q.eta, delta=q.config.delta, delta_mode=q.config.delta_mode
     )
 
 

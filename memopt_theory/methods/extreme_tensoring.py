@@ -98,6 +98,7 @@ def _diag(h: tuple[Tensor, ...], config: Config) -> Tensor:
         f = hi.clamp_min(0).pow(e)
         f = f.reshape(*hi.shape[:-1], *([1] * i), hi.shape[-1], *([1] * (p - 1 - i)))
         out = f if out is None else out * f
+    assert out is not None  # one factor per tensoring axis, p ≥ 1
     return out
 
 

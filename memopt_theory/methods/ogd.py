@@ -75,7 +75,7 @@ def metric(state: State, config: Config) -> Identity:
 def _theory_eta(q: EtaInputs) -> Tensor:
     """η = D/G ("sqrt": the direction already carries 1/√t, so η_t = D/(G√t)) or D/(G√T) ("constant")."""
     scale = 1.0 if q.config.schedule == "sqrt" else 1.0 / math.sqrt(q.T)
-    G = q.grad_bound
+    G = q.need_grad_bound()
     return float(q.D) * scale / G.clamp_min(torch.finfo(G.dtype).tiny)
 
 
@@ -84,7 +84,7 @@ def _bound(q: BoundInputs) -> Tensor:
 
     schedule = q.config.schedule
     return bounds.ogd_regret_bound(
-        q.D, q.grad_bound, q.T if schedule == "constant" else q.t, schedule=schedule
+        q.D, q.need("grad_bound"), q.T if schedule == "constant" else q.t, schedule=schedule
     )
 
 

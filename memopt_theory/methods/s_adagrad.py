@@ -86,7 +86,7 @@ def _bound(q: BoundInputs) -> Tensor:
     from memopt_theory import bounds
 
     kw = {"delta": q.config.delta} if q.config.delta else {}
-    return bounds.s_adagrad_regret_bound(q.G, q.D, q.eta, q.config.ell, form="cor4", **kw)
+    return bounds.s_adagrad_regret_bound(q.need("G"), q.D, q.eta, q.config.ell, form="cor4", **kw)
 
 
 GUARANTEE = Guarantee(

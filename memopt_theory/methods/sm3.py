@@ -85,6 +85,7 @@ def _expand(mu: tuple[Tensor, ...], config: Config, shape: tuple[int, ...]) -> T
     for i, a in enumerate(mu):
         a = a.reshape(*a.shape[:-1], *([1] * i), a.shape[-1], *([1] * (p - 1 - i)))
         out = a if out is None else torch.minimum(out, a)
+    assert out is not None  # mu holds one accumulator per axis, p ≥ 1
     return out
 
 
