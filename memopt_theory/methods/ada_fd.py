@@ -1,10 +1,36 @@
 r"""Ada-FD — ``ada_fd`` (Wan, Wei, Zhang, IJCAI 2018; ALGORITHMS.md §B6), in the official testbed's form (B4).
 
+Update
+------
 Mirror-descent form: H_t = δI + Ḡ_t^{1/2} with the FD sketch Ḡ_t of g_1..g_t (ℓ−1 directions kept, no escaped
 mass added back), direction H_t^{−1}g_t = U diag(1/(δ + e))Uᵀg + δ^{−1}(g − UUᵀg), e = √ eigenvalues of Ḡ_t.
 This is the testbed's ADA_FD (c_sk, c_α, η_eff) = (1, 0, lr): the learner's η = lr. The testbed returns NaN at
 δ = 0 (0/0 at e_ℓ = 0), so δ > 0 is required. ℓ > N keeps all N directions: full-matrix AdaGrad δ-outside.
 State (testbed layout): min(ℓ, N)(N + 1) + 2.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): min(ℓ, N)(N + 1) + 2 (the official testbed's layout).
+
+Guarantee
+---------
+``ada_fd``: none checked — none checked here: the paper's bound needs its own step-size analysis; η = D/√2 as for AdaGrad.
+
+References
+----------
+Wan, Wei, Zhang 2018 (Ada-FD); official Sketchy OCO testbed ADA_FD; ALGORITHMS.md §B6, §B4.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("ada_fd")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 106)
 """
 
 from __future__ import annotations

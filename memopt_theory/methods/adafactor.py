@@ -1,6 +1,8 @@
 r"""Adafactor — ``adafactor`` (ALGORITHMS.md §C3; Shazeer & Stern, ICML 2018, arXiv 1804.04235;
 code-verified against tensorflow/tensor2tensor ``utils/adafactor.py`` @e1f0e3a).
 
+Update
+------
 For a parameter with ≥ 2 axes the last two are factored (shape (…, n, m); leading axes are independent
 n×m slices, as in later T2T); vectors and scalars keep a dense second moment. With t = 1, 2, …:
 
@@ -20,6 +22,30 @@ The direction returned is the whole step; the caller applies X_t = X_{t−1} −
 Oracles (tests/theory/test_tensored_methods.py): V̂_t = (V_t1)(1ᵀV_t)/(1ᵀV_t1) with V_t the dense EMA of
 G² + ε1; it equals V_t when V_t has rank one; with β2t = β2(1−β2^{t−1})/(1−β2^t) the dense v_t is Adam's v̂_t.
 State: R, C, t (A(m + n) + 1 for A leading slices), dense v, t (N + 1), + N momentum if β1 > 0.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): A(n + m) + 1 factored (N + 1 for a vector), + N first moment when β1 > 0.
+
+Guarantee
+---------
+``adafactor``: none — no regret bound is claimed or checked for this rule.
+
+References
+----------
+ALGORITHMS.md §C3.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("adafactor")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 8)
 """
 
 from __future__ import annotations

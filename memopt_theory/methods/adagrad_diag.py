@@ -1,9 +1,35 @@
 r"""Diagonal AdaGrad — ``adagrad_diag`` (ALGORITHMS.md §A2; Duchi, Hazan, Singer 2011, JMLR 12).
 
+Update
+------
 s_t = s_{t−1} + g_t² (s_0 = 0, or s_0 = δ1 for "inside"); H_t = diag(√s_t) ("inside") or δI + diag(√s_t)
 ("outside"); direction H_t^+ g_t: a coordinate with H_ii = 0 does not move. The testbed's ADA
 (h_0 = δ1, w ← w − lr·g/√h, √h := 1 where h = 0) is the "inside" form: h = 0 forces g_i = 0 there.
 State: s, one scalar per coordinate.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): N (the sums s of squared gradients).
+
+Guarantee
+---------
+``adagrad_diag``: upper bound — R^lin_T ≤ (D_∞²/(2η) + η)·Σ_i ‖g_{1:T,i}‖_2 (= √2·D_∞·Σ_i ‖g_{1:T,i}‖_2 at η = D_∞/√2) (Duchi, Hazan, Singer 2011, Thm 5); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+
+References
+----------
+ALGORITHMS.md §A2.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("adagrad_diag")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 12)
 """
 
 from __future__ import annotations

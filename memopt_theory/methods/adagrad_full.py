@@ -1,9 +1,35 @@
 r"""Full-matrix AdaGrad — ``adagrad_full`` (ALGORITHMS.md §A3; Duchi, Hazan, Singer 2011).
 
+Update
+------
 S_t = S_{t−1} + g_tg_tᵀ (S_0 = 0) over the flattened parameter (N = ΠS coordinates); H_t = S_t^{1/2}
 (δ = 0, pseudo-inverse), (S_t + δI)^{1/2} ("inside": the target of S-AdaGrad and Shampoo) or δI + S_t^{1/2}
 ("outside": the target of GGT). Direction H_t^+ g_t through one float64 ``eigh`` of S_t, with the §0
 pseudo-inverse cutoff τ = N·ε_mach·λ_1. State: S, N² scalars.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): N² (the dense Σ g gᵀ).
+
+Guarantee
+---------
+``adagrad_full``: upper bound — R^lin_T ≤ (D²/(2η) + η)·tr G_T^{1/2} (= √2·D·tr G_T^{1/2} at η = D/√2) (Duchi, Hazan, Singer 2011, Thm 7; Hazan, Introduction to OCO, Thm 5.10); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+
+References
+----------
+ALGORITHMS.md §A3.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("adagrad_full")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 144)
 """
 
 from __future__ import annotations

@@ -1,9 +1,35 @@
 r"""Adam / AdamW — ``adam`` (ALGORITHMS.md §A4; Kingma & Ba 2014; Loshchilov & Hutter 2017).
 
+Update
+------
 m = β1m + (1−β1)g; v = β2v + (1−β2)g²; m̂ = m/(1−β1^t); v̂ = v/(1−β2^t); the whole step is
 lr·wd·x + lr·m̂/(√v̂ + ε) (decoupled decay; the caller subtracts it). ``eps_mode="hat"`` is the
 HF/GaLore form lr·(√(1−β2^t)/(1−β1^t))·m/(√v + ε), i.e. ε → ε/√(1−β2^t). State: m, v, t: 2N + 1.
 No regret guarantee for constant β2 (Reddi, Kale, Kumar 2019).
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): 2N + 1 (m, v and the step counter).
+
+Guarantee
+---------
+``adam``: none — no regret bound is claimed or checked for this rule.
+
+References
+----------
+ALGORITHMS.md §A4.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("adam")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 25)
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 r"""CAME — ``came`` (ALGORITHMS.md §C5; Luo et al., ACL 2023, arXiv 2307.02047; code-verified against
 yangluo7/CAME).
 
+Update
+------
 Adafactor's factored second moment plus a factored *confidence* statistic of the momentum. For a parameter
 with ≥ 2 axes (last two factored, shape (…, n, m)):
 
@@ -13,6 +15,30 @@ Vectors: v = β2v + (1−β2)u, U = G/√v, the same clipping and momentum, step
 factor). No bias correction and no step counter. (r/mean r)cᵀ is Adafactor's V̂ = rcᵀ/1ᵀr up to the
 row/column-mean scaling (tests/theory/test_tensored_methods.py). No regret guarantee.
 State: m (N) + r, c, R, C (2A(n + m) for A leading slices); vectors m, v (2N).
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): N + 2A(n + m) for a parameter with ≥ 2 axes (A the product of the leading axes); 2N for a vector.
+
+Guarantee
+---------
+``came``: none — no regret bound is claimed or checked for this rule.
+
+References
+----------
+ALGORITHMS.md §C5.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("came")
+>>> cfg = m.Config(lr=0.001)
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 26)
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 r"""EFCP — ``ef_mfac`` and ``ef_ggt`` (ALGORITHMS.md §D5; Modoranu, Kalinov, Kurtic, Frantar, Alistarh, ICML 2024).
 
+Update
+------
 Gradients are compressed with error feedback *before* they enter the preconditioner's window:
 a = e + g, c = top-k(a) (k = ⌊density·N⌋, 99 % sparsity = density 0.01), e ← a − c. The window holds the k values and
 k indices of each c (int32 while N < 2³¹, else int64), so the memory saving is real: no dense window exists,
@@ -24,6 +26,31 @@ warm-started at the previous row's Q; the Gram from ⟨P_1Q_1ᵀ, P_2Q_2ᵀ⟩ =
 
 Oracles: density 1 ⇒ e ≡ 0 and ef_mfac ≡ mfac (μ = 0, wd = 0, lr = 1), ef_ggt ≡ ggt (β1 = 0, β2 = 1); the D2
 identity Σc = Σg − e. No guarantee beyond D2; no H-norm metric (unconstrained only).
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): ``ef_mfac``: the sparse ring's values + 3w² + w + 1 + N error feedback (+ N momentum); the ring's indices are counted in ``bits``. ``ef_ggt``: the sparse ring's values + r² + 1 + N error feedback; indices in ``bits``.
+
+Guarantee
+---------
+``ef_mfac``: none — no regret bound is claimed or checked for this rule.
+``ef_ggt``: none — no regret bound is claimed or checked for this rule.
+
+References
+----------
+ALGORITHMS.md §D5; arXiv 2306.06098.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("ef_mfac")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 3147789)
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@ r"""Extreme Tensoring — ``extreme_tensoring`` (ALGORITHMS.md §C2; Chen, Agarw
 arXiv 1902.04620, ICLR 2020). No official code: the rule is [reconstructed] from the abstract and Shampoo's
 tensor case, and its bound is derived in memopt_theory/bounds/tensored.py.
 
+Update
+------
 The N-element parameter is viewed as a d_1×…×d_p tensor (row-major, zero-padded to Π d_i ≥ N; the reshape
 rule and the treatment of N that does not factor are in memopt_theory/tensoring.py). One *diagonal*
 accumulator per mode:
@@ -11,6 +13,30 @@ accumulator per mode:
 
 Padded entries have zero gradient, so they never change an accumulator. p = 1 ⇒ diagonal AdaGrad with
 s_0 = ε1 (δ-inside, δ = ε). State: Σ d_i scalars (padded sizes).
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): Σ_i d_i, one accumulator per index of each tensoring mode.
+
+Guarantee
+---------
+``extreme_tensoring``: upper bound — R^lin_T ≤ (D_∞²/(2η) + η)·Π_i Σ_k h^{(i)}_T[k]^{1/(2p)} (Chen et al. 2019 (Extreme Tensoring), Thm 4.1); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+
+References
+----------
+ALGORITHMS.md §C2.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("extreme_tensoring")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 7)
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 r"""FD-SON and RFD-SON — ``fd_son``, ``rfd_son`` (Luo et al. 2016; Luo et al. 2019; ALGORITHMS.md §B7, §B4).
 
+Update
+------
 The unconstrained forms of the official Sketchy OCO testbed, constants (c_sk, c_α, η_eff):
 FD-SON ((lr√t)^{−1/2}, 0, 1), RFD-SON ((lr·t)^{−1/2}, 1/2, 1). Per step (t counted from 1 after t ← t + 1):
 ĝ = c_sk·g; (ρ_t, Ḡ_t) = FD-update(Ḡ_{t−1}, ĝĝᵀ) (rows √η_t·g of the sketched Newton matrix); α ← α + c_α·ρ_t
@@ -7,6 +9,31 @@ FD-SON ((lr√t)^{−1/2}, 0, 1), RFD-SON ((lr·t)^{−1/2}, 1/2, 1). Per step (
 The step rule is the method's own (η_eff = 1): ``full_step`` methods with ``lr`` inside; the direction is the
 whole step, plus decoupled decay lr·wd·param. No metric (exponent −1, unconstrained only: no regret check).
 State (testbed layout): min(ℓ, N)(N + 1) + 2.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): ``fd_son``: min(ℓ, N)(N + 1) + 2 (the official testbed's layout). ``rfd_son``: min(ℓ, N)(N + 1) + 2 (the official testbed's layout).
+
+Guarantee
+---------
+``fd_son``: none — no regret bound is claimed or checked for this rule.
+``rfd_son``: none — no regret bound is claimed or checked for this rule.
+
+References
+----------
+Luo et al. 2016 (FD-SON); official Sketchy OCO testbed FD_SON; ALGORITHMS.md §B7, §B4; Luo et al. 2019 (RFD-SON, RFD0 at delta=0); official Sketchy OCO testbed RFD_SON; ALGORITHMS.md §B7.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("fd_son")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 106)
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 r"""GaLore — ``galore`` (reference point; ALGORITHMS.md §D8; Zhao et al., ICML 2024; jiaweizzhao/GaLore).
 
+Update
+------
 Adam in a rank-r projection of the gradient that is recomputed every T_gap steps (and at step 0) by an SVD of
 the current gradient; the moments are *not* re-projected when P changes (unlike LDAdam, §D7). For W ∈ R^{a×b}:
 
@@ -14,6 +16,30 @@ HF-AdamW without projection and with α = 1 (GaLore's optimizer treats them as p
 Reduction (tested): if P_0 = I up to signs (G_0 diagonal with decreasing entries) and T_gap exceeds the run,
 rank = min(a, b) ⇒ R = G up to column (row) signs that back() undoes, so GaLore = Adam 'hat' with lr ηα (wd = 0).
 State: P (r·min(a, b)), m, v (r·max(a, b) each), t: 2r·max + r·min + 1 (E.2); vectors 2N + 1. No H-norm metric.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): 2r·max(a, b) + r·min(a, b) + 1 for a matrix; 2N + 1 (Adam) otherwise.
+
+Guarantee
+---------
+``galore``: none — no regret bound is claimed or checked for this rule.
+
+References
+----------
+ALGORITHMS.md §D8; arXiv 2403.03507.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("galore")
+>>> cfg = m.Config(rank=2)
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 23)
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 r"""GGT — ``ggt`` (ALGORITHMS.md §D3; Agarwal, Bullins, Chen, Hazan, Singh, Zhang, Zhang, ICML 2019).
 
+Update
+------
 Full-matrix AdaGrad on a window of the r most recent gradients, through the r×r Gram matrix.
 
 m_t = β1m_{t−1} + (1−β1)g_t (β1 = 0 ⇒ m_t = g_t); the window holds g_t, β2g_{t−1}, …, β2^{r−1}g_{t−r+1} as the
@@ -19,6 +21,30 @@ so only the Gram and W m_t (r numbers) are needed. Eigenvalues σ_i² ≤ r·ε_
 State: W (rN), m (N, only when β1 > 0), t (1): rN + N + 1 (E.2 lists rN + N + r with stored decay weights;
 here they are folded into W and the ring needs the counter instead). Transient: r×r eigh.
 No H-norm metric: unconstrained only.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): rN + N·[β1 > 0] + 1: the decayed window, the momentum and a step counter (bounds.md §E.2 lists rN + N + r with stored decay weights; here they are folded into the window).
+
+Guarantee
+---------
+``ggt``: none — no regret bound is claimed or checked for this rule.
+
+References
+----------
+ALGORITHMS.md §D3; arXiv 1806.02958.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("ggt")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 133)
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 r"""LDAdam — ``ldadam`` (ALGORITHMS.md §D7; Robert, Safaryan, Modoranu, Alistarh, ICLR 2025; IST-DASLab/LDAdam).
 
+Update
+------
 Adam statistics in a rank-r subspace that moves every step, for a matrix W ∈ R^{n×c} ('std' mode: n ≤ c ⇒ left
 projection P ∈ R^{n×r}, states r×c; n > c ⇒ the same on Wᵀ). With k = completed steps, b1(k) = 1 − β1^k,
 b2(k) = 1 − β2^k:
@@ -25,6 +27,30 @@ Tensors that are not matrices take the AdamW path (state m, v, t). The step coun
 parameter first receiving a gradient late starts at k = 0 (the official code's global counter crashes there).
 State (matrix, EF on): P (s·r), m, v (r·L each), t, e (N): 2rL + rs + 1 + N (E.2's 2rL + rs + 1 plus the EF
 buffer, which the official code keeps in the gradient buffer and which must persist). No H-norm metric.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): 2r·max(n, c) + r·min(n, c) + 1 (+ N error feedback) for a matrix; 2N + 1 (AdamW) otherwise.
+
+Guarantee
+---------
+``ldadam``: none — no regret bound is claimed or checked for this rule.
+
+References
+----------
+ALGORITHMS.md §D7; arXiv 2410.16103.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("ldadam")
+>>> cfg = m.Config(rank=2)
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 35)
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 r"""M-FAC — ``mfac`` (ALGORITHMS.md §D4; Frantar, Kurtic, Alistarh, NeurIPS 2021; IST-DASLab/M-FAC).
 
+Update
+------
 Inverse damped empirical Fisher over a ring of m gradients, F̂ = λI + (1/m)Σ_{i=1}^m g_ig_iᵀ (divided by m, not by
 the number stored: empty slots are zero rows), applied in O(Nm + m²) by the dynamic Woodbury algorithm.
 
@@ -16,6 +18,30 @@ Optimiser (D4): g ← g + wd·w (L2, needs ``param``); window update with g, the
 v = μv + (1−μ)u when μ > 0. The step has no lr or decay mode of its own, so ``full_step`` is False: the caller
 applies w ← w − ηu. State: G (mN), K = GGᵀ, D, B (3m²), den (m), t (ring position): mN + 3m² + m + 1, + N momentum.
 No H-norm metric: unconstrained only.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): wN + 3w² + w + 1 (+ N momentum): the ring of w gradients, its Gram and two triangular coefficient matrices.
+
+Guarantee
+---------
+``mfac``: none — no regret bound is claimed or checked for this rule.
+
+References
+----------
+ALGORITHMS.md §D4; arXiv 2107.03356.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("mfac")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 3159041)
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 r"""MicroAdam — ``microadam`` (reference point; ALGORITHMS.md §D8; Modoranu et al., NeurIPS 2024;
 IST-DASLab/ISTA-DASLab-Optimizers).
 
+Update
+------
 Adam statistics recomputed each step from a ring of m sparse gradients, with the dropped mass kept as a 4-bit
 quantised error (§D1 quantiser, blocks of B_q entries). Step t = 1, 2, …:
 
@@ -18,6 +20,30 @@ first moment (v̂ likewise), so MicroAdam = Adam (standard ε).
 State: values (mk, state dtype; the reference uses bf16), block minima/maxima (2⌈N/B_q⌉), t:
 mk + 2⌈N/B_q⌉ + 1 scalars; bits 8⌈N/2⌉ (4-bit codes, 2 a byte) + 16mk (int16 indices) — E.2's 4N + 16wk.
 No guarantee; no H-norm metric.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): w·(kept entries per block)·blocks + 2⌈N/B_q⌉ + 1, plus 4N + 16wk bits (4-bit error feedback, int16 indices).
+
+Guarantee
+---------
+``microadam``: none — no regret bound is claimed or checked for this rule.
+
+References
+----------
+ALGORITHMS.md §D8; arXiv 2405.15593.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("microadam")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 13)
 """
 
 from __future__ import annotations

@@ -1,8 +1,34 @@
 r"""Online gradient descent — ``ogd`` (ALGORITHMS.md §A1; Zinkevich 2003).
 
+Update
+------
 Direction u_t = g_t/√(t + δ) (schedule "sqrt", the testbed form x_{t+1} = x_t − lr·g_t/√(t + δ), t from 1)
 or u_t = g_t (schedule "constant"). With the learner's η = D/G and δ = 0 this is η_t = D/(G√t), the step of
 the (3/2)·G·D·√T bound. Metric: I (Euclidean projection). State: t, one scalar.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): 1 (the round counter t).
+
+Guarantee
+---------
+``ogd``: upper bound — R^lin_T ≤ (3/2)·G·D·√T at η_t = D/(G√t); R^lin_T ≤ G·D·√T at η = D/(G√T) (schedule 'constant') (Zinkevich 2003; Hazan, Introduction to Online Convex Optimization, Thm 3.1); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+
+References
+----------
+ALGORITHMS.md §A1.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("ogd")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 1)
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 r"""Sketchy AdaGrad — ``s_adagrad`` (Feinberg et al. 2023, Algorithm 2; ALGORITHMS.md §B3).
 
+Update
+------
 On the flattened parameter (N coordinates): (ρ_t, Ḡ_t) = FD-update(Ḡ_{t−1}, g_tg_tᵀ) (B2), G̃_t = Ḡ_t + cI with
 c = δ + ρ_{1:t}, direction G̃_t^{−1/2}g_t = U diag((s + c)^{−1/2})Uᵀg + c^{−1/2}(g − UUᵀg) in O(Nℓ); with c = 0 the
 second term is dropped (pseudo-inverse, g ∈ span U). The FD-update always applies the B2 threshold, so the
@@ -8,6 +10,30 @@ paper's δ = 0 is safe (the official testbed diverges there, B3 pitfalls).
 Official OCO testbed (B4), variant S_ADA with (c_sk, c_α, η_eff) = (1, 1, lr): identical to this module with
 ``delta`` = the testbed's δ and the learner's η = lr (its α is δ + ρ_{1:t}; it uses the state after g_t is
 absorbed, as here). Memory min(ℓ−1, N)(N + 1) + 1 (the testbed's layout holds ℓN + ℓ + 2).
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): min(ℓ − 1, N)(N + 1) + 1: the sketch directions, their eigenvalues and ρ_{1:t}.
+
+Guarantee
+---------
+``s_adagrad``: upper bound — R^lin_T ≤ (D²/(2η) + η)·(tr G_T^{1/2} + √(N(N − ℓ)·Ω_ℓ)), Ω_ℓ = min_{0≤k<ℓ} Σ_{i>k} λ_i(G_T)/(ℓ − k) (Feinberg et al. 2023 (Sketchy), Cor. 4); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+
+References
+----------
+Feinberg et al. 2023 (Sketchy), Alg. 2; ALGORITHMS.md §B3.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("s_adagrad")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 92)
 """
 
 from __future__ import annotations
@@ -91,7 +117,7 @@ def _bound(q: BoundInputs) -> Tensor:
 
 GUARANTEE = Guarantee(
     title="S-AdaGrad Cor. 4",
-    theorem="R^lin_T ≤ (D²/(2η) + η)·(tr G_T^{1/2} + √(N(N − ℓ)·Ω_ℓ)), Ω_ℓ = Σ_{i≥ℓ} λ_i(G_T)",
+    theorem="R^lin_T ≤ (D²/(2η) + η)·(tr G_T^{1/2} + √(N(N − ℓ)·Ω_ℓ)), Ω_ℓ = min_{0≤k<ℓ} Σ_{i>k} λ_i(G_T)/(ℓ − k)",
     reference="Feinberg et al. 2023 (Sketchy), Cor. 4",
     bound=_bound,
     theory_eta=eta_d_over_sqrt2,

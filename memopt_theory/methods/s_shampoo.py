@@ -1,6 +1,8 @@
 r"""Sketchy Shampoo — ``s_shampoo`` (ALGORITHMS.md §B5; Feinberg et al., NeurIPS 2023, arXiv 2302.03764,
 Algorithm 3).
 
+Update
+------
 Shampoo (§C1) with every Kronecker factor replaced by an FD sketch plus its escaped mass. For a parameter of
 order p (shape (n_1, …, n_p); a matrix: L for mode 1, R for mode 2), per mode i:
 
@@ -14,6 +16,30 @@ c = ε + ρ, (H̃)^{−e} = U diag((s + c)^{−e} − c^{−e}) Uᵀ + c^{−e} 
 n×n matrix (only ``metric`` builds the dense factors). Oracle: ℓ ≥ n_i for every mode ⇒ H̃^i_t equals
 Shampoo's H^i_t (ℓ > n: exact sketch; ℓ = n: Ḡ + ρI = G exactly, §B2) ⇒ identical to ``shampoo``.
 State: one FD sketch per mode, Σ_i (min(ℓ−1, n_i)(n_i + 1) + 1) scalars.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): Σ_i (min(ℓ − 1, n_i)(n_i + 1) + 1): one FD sketch and escaped mass per mode.
+
+Guarantee
+---------
+``s_shampoo``: upper bound — R^lin_T ≤ (D²/(2η) + η·r̄)·Π_i tr (H̃^i_T)^{1/(2p)}, H̃^i the sketched factors plus their escaped mass (Feinberg et al. 2023 (Sketchy), Alg. 3 and Thm 5); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+
+References
+----------
+ALGORITHMS.md §B5; Sketchy Alg. 3.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("s_shampoo")
+>>> cfg = m.Config(ell=2)
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 11)
 """
 
 from __future__ import annotations

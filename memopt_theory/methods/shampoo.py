@@ -1,5 +1,7 @@
 r"""Shampoo — ``shampoo`` (ALGORITHMS.md §C1; Gupta, Koren, Singer, ICML 2018, arXiv 1802.09568).
 
+Update
+------
 A parameter of shape S = (n_1, …, n_p) is an order-p tensor (p = len S; a vector is order 1, a matrix order 2,
 a conv kernel order 4; axes of size 1 are kept as modes). One factor per mode:
 
@@ -11,6 +13,30 @@ For a matrix (p = 2): L_t = H^1_t, R_t = H^2_t and u_t = L_t^{−1/4} G_t R_t^{�
 pseudo-inverses (§0) so ε = 0 is allowed. Reductions: p = 1 ⇒ full-matrix AdaGrad with δ = ε inside;
 a vector stored as d×1 is *not* AdaGrad: u = L^{−1/4} g (ε + Σ‖g‖²)^{−1/4} (tests/theory/test_tensored_methods.py).
 State: the factors, Σ n_i² scalars (roots are recomputed each step, never stored).
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): Σ_i n_i² (one factor per mode).
+
+Guarantee
+---------
+``shampoo``: upper bound — R^lin_T ≤ (D²/(2η) + η·r̄)·Π_i tr (H^i_T)^{1/(2p)} (= √(2r̄)·D·Π_i tr (H^i_T)^{1/(2p)} at η = D/√(2r̄)) (Gupta, Koren, Singer 2018, Thm 7 (order-p tensors)); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+
+References
+----------
+ALGORITHMS.md §C1.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("shampoo")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 25)
 """
 
 from __future__ import annotations

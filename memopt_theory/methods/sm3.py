@@ -1,5 +1,7 @@
 r"""SM3 — ``sm3`` (ALGORITHMS.md §C4; Anil, Gupta, Koren, Singer, NeurIPS 2019, arXiv 1901.11150).
 
+Update
+------
 One accumulator μ(r) per cover set S_r; each coordinate takes the minimum over the sets that contain it.
 Covers (``cover``): "slices" — the co-dimension-1 slices of an n_1×…×n_p tensor, one accumulator per index
 of every mode (Σ n_i; a vector's slices are its singletons, so SM3 on a vector is diagonal AdaGrad);
@@ -17,6 +19,30 @@ Metric: SM3-I diag(√ν_t), computed from μ_t. SM3-II steps with ν'_t, which 
 with max_{j∈S_r}ν'_t(j) = μ'_t(r), not ν'_t itself), so it has no metric: unconstrained runs only. Both
 satisfy ν_t(i) ≥ ν_{t−1}(i) + g_t(i)² (the bound's hypothesis, memopt_theory/bounds/tensored.py).
 State: the accumulators (Σ n_i, N or 1) + N momentum if β > 0.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): Σ_i n_i accumulators for the slice cover (N for singletons, 1 for the one-set cover), + N with momentum.
+
+Guarantee
+---------
+``sm3``: upper bound — R^lin_T ≤ (D_∞²/(2η) + η)·Σ_i √ν_T(i) (SM3-I) (Anil et al. 2019 (SM3), Prop. 2); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+
+References
+----------
+ALGORITHMS.md §C4.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("sm3")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 7)
 """
 
 from __future__ import annotations

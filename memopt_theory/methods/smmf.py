@@ -1,5 +1,7 @@
 r"""SMMF — ``smmf`` (ALGORITHMS.md §D6; Park & Lee, AAAI 2025, arXiv 2412.08894; eai-lab/SMMF).
 
+Update
+------
 Any tensor of N entries is viewed as its most square matrix (n̂, m̂) (``factorization.square_shape``). The first
 moment is stored as rank-one non-negative factors of |M| plus its sign (packed 8 to a byte), the second as
 rank-one factors of V; each step decompresses, updates and recompresses, t = 1, 2, …:
@@ -23,6 +25,30 @@ the same schedules; 0-d tensors stay factored.
 State: r_M, c_M, r_V, c_V, t: 2(n̂ + m̂) + 1 scalars + 8⌈N/8⌉ sign bits (N bits rounded up to whole bytes; the
 official code's torch.bool spends 8N); β1 = None: n̂ + m̂ + 1 and no sign; dense path: 2N + 1 (N + 1).
 No regret inequality is specified (§D6: the AdamNC template's constants for SMMF are unknown); no H-norm metric.
+
+Memory
+------
+Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): 2(n̂ + m̂) + 1 for the square matricisation n̂×m̂ of N (n̂ + m̂ + 1 without momentum), plus N sign bits in ``bits``.
+
+Guarantee
+---------
+``smmf``: none — no regret bound is claimed or checked for this rule.
+
+References
+----------
+ALGORITHMS.md §D6; arXiv 2412.08894.
+
+Example
+-------
+>>> import torch
+>>> from memopt_theory import methods
+>>> m = methods.get("smmf")
+>>> cfg = m.Config()
+>>> state = m.init((4, 3), cfg)
+>>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+>>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
+>>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
+((4, 3), True, 15)
 """
 
 from __future__ import annotations
