@@ -13,11 +13,11 @@ Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel
 
 Guarantee
 ---------
-``adagrad_diag``: upper bound — R^lin_T ≤ (D_∞²/(2η) + η)·Σ_i ‖g_{1:T,i}‖_2 (= √2·D_∞·Σ_i ‖g_{1:T,i}‖_2 at η = D_∞/√2) (Duchi, Hazan, Singer 2011, Thm 5); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+``adagrad_diag``: upper bound — R^lin_T ≤ (D_∞²/(2η) + η)·Σ_i ‖g_{1:T,i}‖_2 (= √2·D_∞·Σ_i ‖g_{1:T,i}‖_2 at η = D_∞/√2) (Duchi, Hazan, Singer 2011 (JMLR 12)); carried as ``GUARANTEE`` and checked by ``memopt verify``.
 
 References
 ----------
-ALGORITHMS.md §A2.
+Duchi, Hazan, Singer 2011 (JMLR 12); ALGORITHMS.md §A2.
 
 Example
 -------
@@ -118,7 +118,7 @@ def _applies(config: Config, setting: Setting) -> str | None:
 GUARANTEE = Guarantee(
     title="AdaGrad-diag (D∞²/2η+η)Σ‖g_i‖",
     theorem="R^lin_T ≤ (D_∞²/(2η) + η)·Σ_i ‖g_{1:T,i}‖_2 (= √2·D_∞·Σ_i ‖g_{1:T,i}‖_2 at η = D_∞/√2)",
-    reference="Duchi, Hazan, Singer 2011, Thm 5",
+    reference="Duchi, Hazan, Singer 2011 (JMLR 12)",
     bound=_bound,
     theory_eta=eta_dinf_over_sqrt2,
     applies=_applies,

@@ -13,11 +13,11 @@ Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel
 
 Guarantee
 ---------
-``adagrad_full``: upper bound — R^lin_T ≤ (D²/(2η) + η)·tr G_T^{1/2} (= √2·D·tr G_T^{1/2} at η = D/√2) (Duchi, Hazan, Singer 2011, Thm 7; Hazan, Introduction to OCO, Thm 5.10); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+``adagrad_full``: upper bound — R^lin_T ≤ (D²/(2η) + η)·tr G_T^{1/2} (= √2·D·tr G_T^{1/2} at η = D/√2) (Duchi, Hazan, Singer 2011 (JMLR 12); Hazan, Introduction to Online Convex Optimization, ch. 5); carried as ``GUARANTEE`` and checked by ``memopt verify``.
 
 References
 ----------
-ALGORITHMS.md §A3.
+Duchi, Hazan, Singer 2011 (JMLR 12); Hazan, Introduction to Online Convex Optimization, ch. 5; ALGORITHMS.md §A3.
 
 Example
 -------
@@ -131,7 +131,7 @@ def _bound(q: BoundInputs) -> Tensor:
 GUARANTEE = Guarantee(
     title="AdaGrad (D²/2η+η)tr G^½",
     theorem="R^lin_T ≤ (D²/(2η) + η)·tr G_T^{1/2} (= √2·D·tr G_T^{1/2} at η = D/√2)",
-    reference="Duchi, Hazan, Singer 2011, Thm 7; Hazan, Introduction to OCO, Thm 5.10",
+    reference="Duchi, Hazan, Singer 2011 (JMLR 12); Hazan, Introduction to Online Convex Optimization, ch. 5",
     bound=_bound,
     theory_eta=eta_d_over_sqrt2,
     needs=frozenset({"dense_G"}),

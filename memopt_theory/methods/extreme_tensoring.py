@@ -20,11 +20,11 @@ Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel
 
 Guarantee
 ---------
-``extreme_tensoring``: upper bound — R^lin_T ≤ (D_∞²/(2η) + η)·Π_i Σ_k h^{(i)}_T[k]^{1/(2p)} (Chen et al. 2019 (Extreme Tensoring), Thm 4.1); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+``extreme_tensoring``: upper bound — R^lin_T ≤ (D_∞²/(2η) + η)·Π_i Σ_k h^{(i)}_T[k]^{1/(2p)} (Chen, Agarwal, Hazan, Zhang, Zhang, arXiv 1902.04620 (Extreme Tensoring)); carried as ``GUARANTEE`` and checked by ``memopt verify``.
 
 References
 ----------
-ALGORITHMS.md §C2.
+Chen, Agarwal, Hazan, Zhang, Zhang, arXiv 1902.04620 (Extreme Tensoring); ALGORITHMS.md §C2.
 
 Example
 -------
@@ -176,7 +176,7 @@ def _applies(config: Config, setting: Setting) -> str | None:
 GUARANTEE = Guarantee(
     title="ExtTensoring (D∞²/2η+η)Π Σh^(1/2p)",
     theorem="R^lin_T ≤ (D_∞²/(2η) + η)·Π_i Σ_k h^{(i)}_T[k]^{1/(2p)}",
-    reference="Chen et al. 2019 (Extreme Tensoring), Thm 4.1",
+    reference="Chen, Agarwal, Hazan, Zhang, Zhang, arXiv 1902.04620 (Extreme Tensoring)",
     bound=_bound,
     theory_eta=eta_dinf_over_sqrt2,
     applies=_applies,

@@ -16,7 +16,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §A1.
+Zinkevich 2003; Hazan, Introduction to Online Convex Optimization, Thm 3.1; ALGORITHMS.md §A1.
 
 Example
 -------

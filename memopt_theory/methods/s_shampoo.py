@@ -27,7 +27,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §B5; Sketchy Alg. 3.
+Feinberg et al. 2023 (Sketchy), Alg. 3 and Thm 5; ALGORITHMS.md §B5.
 
 Example
 -------

@@ -20,11 +20,11 @@ Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel
 
 Guarantee
 ---------
-``shampoo``: upper bound — R^lin_T ≤ (D²/(2η) + η·r̄)·Π_i tr (H^i_T)^{1/(2p)} (= √(2r̄)·D·Π_i tr (H^i_T)^{1/(2p)} at η = D/√(2r̄)) (Gupta, Koren, Singer 2018, Thm 7 (order-p tensors)); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+``shampoo``: upper bound — R^lin_T ≤ (D²/(2η) + η·r̄)·Π_i tr (H^i_T)^{1/(2p)} (= √(2r̄)·D·Π_i tr (H^i_T)^{1/(2p)} at η = D/√(2r̄)) (Gupta, Koren, Singer 2018 (Shampoo), Thms 3 and 7); carried as ``GUARANTEE`` and checked by ``memopt verify``.
 
 References
 ----------
-ALGORITHMS.md §C1.
+Gupta, Koren, Singer 2018 (Shampoo), Thms 3 and 7; ALGORITHMS.md §C1.
 
 Example
 -------
@@ -159,7 +159,7 @@ def _applies(config: Config, setting: Setting) -> str | None:
 GUARANTEE = Guarantee(
     title="Shampoo (D²/2η+ηr)Π tr H_i^(1/2p)",
     theorem="R^lin_T ≤ (D²/(2η) + η·r̄)·Π_i tr (H^i_T)^{1/(2p)} (= √(2r̄)·D·Π_i tr (H^i_T)^{1/(2p)} at η = D/√(2r̄))",
-    reference="Gupta, Koren, Singer 2018, Thm 7 (order-p tensors)",
+    reference="Gupta, Koren, Singer 2018 (Shampoo), Thms 3 and 7",
     bound=_bound,
     theory_eta=eta_d_over_sqrt_2r,
     applies=_applies,

@@ -26,11 +26,11 @@ Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel
 
 Guarantee
 ---------
-``sm3``: upper bound — R^lin_T ≤ (D_∞²/(2η) + η)·Σ_i √ν_T(i) (SM3-I) (Anil et al. 2019 (SM3), Prop. 2); carried as ``GUARANTEE`` and checked by ``memopt verify``.
+``sm3``: upper bound — R^lin_T ≤ (D_∞²/(2η) + η)·Σ_i √ν_T(i) (SM3-I) (Anil, Gupta, Koren, Singer 2019 (SM3)); carried as ``GUARANTEE`` and checked by ``memopt verify``.
 
 References
 ----------
-ALGORITHMS.md §C4.
+Anil, Gupta, Koren, Singer 2019 (SM3); ALGORITHMS.md §C4.
 
 Example
 -------
@@ -202,7 +202,7 @@ def _applies(config: Config, setting: Setting) -> str | None:
 GUARANTEE = Guarantee(
     title="SM3-I (D∞²/2η+η)Σ√ν",
     theorem="R^lin_T ≤ (D_∞²/(2η) + η)·Σ_i √ν_T(i) (SM3-I)",
-    reference="Anil et al. 2019 (SM3), Prop. 2",
+    reference="Anil, Gupta, Koren, Singer 2019 (SM3)",
     bound=_bound,
     theory_eta=eta_dinf_over_sqrt2,
     applies=_applies,
