@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
+
+from memopt_theory._entry_points import registered
 
 COMMAND_GROUP = "memopt.commands"
 ORDER = ("verify", "memory", "regret", "sweep", "spectra")  # display order; others follow sorted
@@ -20,7 +22,7 @@ ORDER = ("verify", "memory", "regret", "sweep", "spectra")  # display order; oth
 
 def commands() -> list[EntryPoint]:
     """The registered subcommands' entry points, in display order."""
-    eps = {e.name: e for e in entry_points(group=COMMAND_GROUP)}
+    eps = {e.name: e for e in registered(COMMAND_GROUP)}
     if not eps:
         raise RuntimeError(f"memopt: no {COMMAND_GROUP!r} entry points found; install it (pip install -e .)")
     order = [n for n in ORDER if n in eps] + sorted(set(eps) - set(ORDER))

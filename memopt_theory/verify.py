@@ -15,9 +15,10 @@ import math
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
+
+from memopt_theory._entry_points import registered
 
 __all__ = ["Check", "CheckResult", "all_checks", "run_check", "get", "names", "CHECK_GROUP"]
 
@@ -72,7 +73,7 @@ def _from_target(obj: Any) -> list[Check]:
 
 def all_checks() -> list[Check]:
     """Every registered check (entry-point group ``memopt.checks``, in entry-point name order)."""
-    eps = sorted(entry_points(group=CHECK_GROUP), key=lambda e: e.name)
+    eps = sorted(registered(CHECK_GROUP), key=lambda e: e.name)
     if not eps:
         raise RuntimeError(
             f"verify: no {CHECK_GROUP!r} entry points found; install the package (pip install -e .)"

@@ -111,3 +111,19 @@ def test_every_registered_check_holds(name):
     moment it exists, without an import here) holds on its fast instances: measured ≤ bound."""
     r = verify.run_check(verify.get(name), fast=True)
     assert r.holds, (r.worst_measured, r.worst_bound, r.worst_ratio)
+
+
+def test_registration_is_read_from_pyproject_when_the_install_predates_it(monkeypatch):
+    """An editable install made before the entry points were declared has no ``memopt.*`` groups: the checks
+    and subcommands are then read from the checkout's pyproject.toml — the same registrations, the same order."""
+    from memopt_theory import _entry_points, cli
+
+    installed_checks = verify.names()
+    installed_commands = [e.name for e in cli.commands()]
+    monkeypatch.setattr(_entry_points, "entry_points", lambda group: [])
+    assert verify.names() == installed_checks
+    assert (
+        [e.name for e in cli.commands()]
+        == installed_commands
+        == ["verify", "memory", "regret", "sweep", "spectra"]
+    )
