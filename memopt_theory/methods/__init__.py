@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from memopt_theory.guarantee import Guarantee
+from memopt_theory.protocols import InitFn, MemoryFn, MetricFn, UpdateFn
 
 __all__ = ["Method", "get", "names", "all_methods", "register", "unregister", "with_guarantee"]
 
@@ -65,11 +66,11 @@ class Method:
 
     name: str
     Config: type
-    init: Callable[..., Any]
-    update: Callable[..., Any]
-    memory: Callable[[tuple[int, ...], Any], int]
-    metric: Callable[[Any, Any], Any]
-    bits: Callable[[tuple[int, ...], Any], int] = field(default=_no_bits)
+    init: InitFn
+    update: UpdateFn
+    memory: MemoryFn
+    metric: MetricFn
+    bits: MemoryFn = field(default=_no_bits)
     full_step: bool = False
     reference: str = ""
     guarantee: Guarantee | None = None
