@@ -1,4 +1,4 @@
-"""Regret of the EF-compressed learners (EFCP, ALGORITHMS.md §D5) against their dense methods, in the simulator.
+"""Regret of the EF-compressed learners (EFCP, docs/theory/compressed.md §D5) against their dense methods, in the simulator.
 
     python -m benchmarks.compressed_regret [--T 2000] [--seeds 5] [--window 20] [--device cpu]
 

@@ -4,7 +4,7 @@ r"""Per-step time of full-matrix AdaGrad, S-AdaGrad and the FD-update alone, as 
         [--repeats 3] [--device cpu]
 
 float64, one parameter vector of size d. ``adagrad_full`` pays one d×d ``eigh`` a step (O(d³)); ``s_adagrad`` one
-thin SVD of the d×ℓ matrix [U√s, g] plus O(dℓ) (ALGORITHMS.md B3). Sketches are warmed up past ℓ steps first
+thin SVD of the d×ℓ matrix [U√s, g] plus O(dℓ) (docs/theory/sketching.md §B3). Sketches are warmed up past ℓ steps first
 (untimed), so every timed step shrinks a full sketch. Within each repeat the three are timed back to back on the
 same gradients, so load on the shared machine hits all of them; the printed figure is the median ratio over
 ``--repeats``. Target (issue 3): adagrad_full ÷ s_adagrad ≥ 50 at d = 2048, ℓ = 64. No assertion: numbers to read.

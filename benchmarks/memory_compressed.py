@@ -1,4 +1,4 @@
-"""Memory of the compressed family on real layer shapes (ALGORITHMS.md §E.2, §D5–D6; issue 6 item 8).
+"""Memory of the compressed family on real layer shapes (docs/theory/bounds.md §E.2, docs/theory/compressed.md §D5–D6; issue 6 item 8).
 
     python -m benchmarks.memory_compressed [--count]
 

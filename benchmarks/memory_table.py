@@ -1,4 +1,4 @@
-r"""State memory relative to Adam for real layer shapes (ALGORITHMS.md §E.2; issue 5 item 5).
+r"""State memory relative to Adam for real layer shapes (docs/theory/bounds.md §E.2; issue 5 item 5).
 
     python -m benchmarks.memory_table                # every registered method, the shapes below
     python -m benchmarks.memory_table --count        # also build and step each state that fits, to show

@@ -1,4 +1,4 @@
-r"""Compressors and error feedback (ALGORITHMS.md §D1–D2).
+r"""Compressors and error feedback (docs/theory/compressed.md §D1–D2).
 
 A compressor C maps x to C(x); it is δ-contractive if ‖C(x) − x‖² ≤ (1 − δ)‖x‖² (in expectation if random).
 Every compressor here is a frozen dataclass with a pure, functional interface over a leading batch (seed)

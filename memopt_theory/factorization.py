@@ -1,4 +1,4 @@
-r"""Square-matricization, rank-1 non-negative factorization and sign bits (ALGORITHMS.md §D6, SMMF).
+r"""Square-matricization, rank-1 non-negative factorization and sign bits (docs/theory/compressed.md §D6, SMMF).
 
 * ``square_shape(N)``: i* = max{i ≤ ⌊√N⌋ : i | N}, (n̂, m̂) = (N/i*, i*), n̂ ≥ m̂; N prime ⇒ (N, 1).
 * ``nnmf(A)``: r = A1, c = Aᵀ1, then c ← c/Σc if n̂ ≥ m̂ else r ← r/Σr (skipped when the sum is 0), so that

@@ -1,6 +1,6 @@
 r"""Symmetric matrix functions through ``eigh``, batched over leading axes.
 
-Conventions (ALGORITHMS.md §0): a PSD matrix power is taken through its eigendecomposition in float64;
+Conventions (docs/theory/bounds.md §0): a PSD matrix power is taken through its eigendecomposition in float64;
 round-off negative eigenvalues are clamped to 0; a negative power is a pseudo-inverse in which eigenvalues
 ≤ τ·λ_1 count as 0, τ = n·ε_mach for an n×n matrix unless the caller passes its own ``rtol``.
 
@@ -36,7 +36,7 @@ def _check_square(A: Tensor, where: str) -> None:
 
 
 def default_rtol(n: int, dtype: torch.dtype = torch.float64) -> float:
-    """τ = n·ε_mach: eigenvalues at or below τ·λ_max are numerically zero (ALGORITHMS.md §0)."""
+    """τ = n·ε_mach: eigenvalues at or below τ·λ_max are numerically zero (docs/theory/bounds.md §0)."""
     return max(n, 1) * torch.finfo(dtype).eps
 
 

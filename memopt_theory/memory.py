@@ -1,4 +1,4 @@
-r"""Memory: the closed-form model of ALGORITHMS.md §E.2 beside the bytes a state actually holds.
+r"""Memory: the closed-form model of docs/theory/bounds.md §E.2 beside the bytes a state actually holds.
 
 Persistent state only (the iterate and the incoming gradient excluded, §0). Floating tensors count as
 scalars; integer and boolean tensors (indices, packed sign bits, ring positions) count as bits, so the

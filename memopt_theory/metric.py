@@ -1,6 +1,6 @@
 r"""The preconditioner H_t of a method as an operator: what ``Method.metric(state)`` returns.
 
-The AdaGrad-family theorems (ALGORITHMS.md §0, Lemma L1) project in ‖z‖²_H = zᵀHz, so a domain needs H,
+The AdaGrad-family theorems (docs/theory/bounds.md §0, Lemma L1) project in ‖z‖²_H = zᵀHz, so a domain needs H,
 not the direction. Each class below stores H in the form its method already holds (no d×d matrix is built
 unless asked with ``dense()``), all batched over leading seed axes ``B``; a parameter of shape ``S`` is
 flattened row-major to N = ΠS coordinates (vec(AXB) = (A ⊗ Bᵀ)vec X, §0).

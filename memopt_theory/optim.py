@@ -1,6 +1,6 @@
 r"""A ``torch.optim.Optimizer`` over any registered method: ``make_optimizer(name, params, lr=..., **config)``.
 
-The optimizer wraps the same pure ``init``/``update`` pair as the OCO learner (ARCHITECTURE.md, "one source of
+The optimizer wraps the same pure ``init``/``update`` pair as the OCO learner (project convention: "one source of
 truth"), so identical gradient sequences give identical trajectories:
 
 * ``full_step`` methods (Adam-type: own step rule) get ``lr`` and ``weight_decay`` from the param group inside

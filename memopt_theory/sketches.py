@@ -1,4 +1,4 @@
-r"""Frequent Directions sketches of a PSD stream (ALGORITHMS.md §B1, §B2).
+r"""Frequent Directions sketches of a PSD stream (docs/theory/sketching.md §B1, §B2).
 
 Two layouts, both batched over leading seed axes ``B``:
 
@@ -108,7 +108,7 @@ def _check_factor(
 
 
 def fd_update(state: FDState, F: Tensor, ell: int, *, beta: float = 1.0) -> tuple[FDState, Tensor]:
-    r"""Sketchy's FD-update(β·Ḡ_{t−1}, M_t = F Fᵀ) (Feinberg et al. 2023, Alg. 1; ALGORITHMS.md B2).
+    r"""Sketchy's FD-update(β·Ḡ_{t−1}, M_t = F Fᵀ) (Feinberg et al. 2023, Alg. 1; docs/theory/sketching.md §B2).
 
     1. (λ_i, u_i), descending, of β·Ḡ_{t−1} + M_t from the thin SVD of Z = [U diag(√(βs)), F]; singular
        values ≤ τσ_1 (τ = max(d, ℓ)·ε_mach) count as 0 and their directions are dropped; λ_i := 0 beyond
@@ -192,7 +192,7 @@ class FDClassicState(NamedTuple):
 
 
 def fd_classic_init(d: int, ell: int, *, batch=(), dtype=torch.float64, device=None) -> FDClassicState:
-    """Empty classic FD sketch with a 2ℓ × d buffer (2ℓd + 2 scalars, ALGORITHMS.md §E.2)."""
+    """Empty classic FD sketch with a 2ℓ × d buffer (2ℓd + 2 scalars, docs/theory/bounds.md §E.2)."""
     check_int(d, "d", where="fd_classic_init", low=1)
     check_int(ell, "ell", where="fd_classic_init", low=1)
     batch = check_batch(batch)
@@ -205,7 +205,7 @@ def fd_classic_init(d: int, ell: int, *, batch=(), dtype=torch.float64, device=N
 
 
 def fd_classic_update(state: FDClassicState, a: Tensor) -> FDClassicState:
-    r"""Append the row a_t (Liberty 2013, fast version; ALGORITHMS.md B1).
+    r"""Append the row a_t (Liberty 2013, fast version; docs/theory/sketching.md §B1).
 
     If the buffer has no zero row: thin SVD B = UΣVᵀ, δ = σ_ℓ² (0 if there are fewer than ℓ singular values),
     B ← diag(√max(σ_i² − δ, 0))Vᵀ (rows ℓ..2ℓ become 0), Δ ← Δ + δ. Then a_t goes into the first zero row.

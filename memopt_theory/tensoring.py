@@ -1,4 +1,4 @@
-r"""Reshape rules and mode-wise algebra shared by the tensored preconditioners (ALGORITHMS.md §C1, §C2).
+r"""Reshape rules and mode-wise algebra shared by the tensored preconditioners (docs/theory/tensored.md §C1, §C2).
 
 Two concepts live here, both about viewing a parameter as an order-p tensor:
 

@@ -1,6 +1,6 @@
 """Argument checks shared by every method: one message format — where, the argument, what is allowed, what came.
 
-Errors are ``ValueError``/``TypeError`` naming the argument, the value and what is allowed (ARCHITECTURE.md,
+Errors are ``ValueError``/``TypeError`` naming the argument, the value and what is allowed (the project conventions,
 "Conventions that cut across").
 """
 

@@ -28,7 +28,7 @@ CHECK_GROUP = "memopt.checks"  # entry-point group: packages / modules / callabl
 @dataclass(frozen=True)
 class Check:
     name: str  # short, e.g. "FD Lemma 1: rho <= Omega_l"
-    reference: str  # e.g. "Feinberg et al. 2023, Lemma 1; ALGORITHMS.md B2(c)"
+    reference: str  # e.g. "Feinberg et al. 2023, Lemma 1; docs/theory/sketching.md §B2(c)"
     run: Callable[[int, bool], tuple[float, float]]
     instances: int = 20  # default number of random instances (fast mode may use fewer)
     fast_instances: int = 5

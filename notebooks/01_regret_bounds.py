@@ -15,7 +15,7 @@
 # # 01 · When does a rank-ℓ sketch match full-matrix AdaGrad's regret, and what does the tail cost?
 #
 # **Question.** Full-matrix AdaGrad keeps the d×d gradient covariance G_t and guarantees
-# R^lin_T ≤ √2·D·tr G_T^{1/2} (ALGORITHMS.md A3). Sketchy's S-AdaGrad keeps a rank-(ℓ−1) Frequent Directions
+# R^lin_T ≤ √2·D·tr G_T^{1/2} (docs/theory/baselines.md §A3). Sketchy's S-AdaGrad keeps a rank-(ℓ−1) Frequent Directions
 # sketch plus the escaped mass ρ_{1:t} (ℓd scalars instead of d²) and guarantees (Corollary 4, B3)
 #
 #   R^lin_T ≤ √2·D·(tr G_T^{1/2} + √(d(d−ℓ)·Ω_ℓ)),  Ω_ℓ = min_{k<ℓ} (ℓ−k)^{−1}Σ_{i>k} λ_i(G_T),
@@ -288,7 +288,7 @@ print(
 # method gets the best η of a fixed grid (median final regret over seeds; ef_mfac has its own step rule and its
 # grid is over lr). The comparator is the exact least-squares solution, certified from t > N (up to t = N the
 # unconstrained minimiser is not unique and the certificate is not finite). Memory is the persistent state in
-# scalars (ALGORITHMS.md E.2); bit-packed indices are not included. GGT runs with β1 = 0: with its default
+# scalars (docs/theory/bounds.md §E.2); bit-packed indices are not included. GGT runs with β1 = 0: with its default
 # momentum β1 = 0.9 the momentum leaves the span of the gradient window and is divided by ε = 1e−4, and the run
 # diverged at every η of the grid (regret ~1e35 at η = 0.01 on this stream, measured while preparing the notebook).
 

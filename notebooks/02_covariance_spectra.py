@@ -15,7 +15,7 @@
 # # 02 · Are the Kronecker factors of real training runs low-rank, and does their leading subspace move?
 #
 # Sketchy (Feinberg et al. 2023) replaces each Shampoo factor L = Σ_t β^{T−t} G_tG_tᵀ (and R = Σ β^{T−t} G_tᵀG_t)
-# by a rank-ℓ Frequent Directions sketch. Its regret bound (ALGORITHMS.md B3, Cor. 4) pays for the spectral
+# by a rank-ℓ Frequent Directions sketch. Its regret bound (docs/theory/sketching.md §B3, Cor. 4) pays for the spectral
 # **tail** beyond ℓ, Ω_ℓ = Σ_{i>ℓ} λ_i, so the method is only as good as the claim that these factors hold most
 # of their trace in a few eigenvectors. A sketch also has to **track** a leading subspace that moves during
 # training: a basis frozen at an earlier step keeps only part of the current trace.

@@ -25,7 +25,7 @@
 # adversarial gradient sequences**: scipy's differential evolution maximises measured / bound over every entry
 # of a small gradient stream g_1..g_T ∈ [−1, 1]^d, for
 #
-# * Frequent Directions Lemma 1, ρ_{1:T} / Ω_ℓ (Sketchy, ALGORITHMS.md B2(c));
+# * Frequent Directions Lemma 1, ρ_{1:T} / Ω_ℓ (Sketchy, docs/theory/sketching.md §B2(c));
 # * the first link of the S-AdaGrad chain, tr G̃_T^{1/2} / (tr G_T^{1/2} + √(d(d−ℓ)ρ_{1:T})) (B3);
 # * the regret theorems of OGD, full-matrix AdaGrad and S-AdaGrad (Cor. 4) through the OCO simulator on linear
 #   losses over the unit ℓ2 ball, where the comparator is exact (the domain's linear minimisation oracle), so the
@@ -117,7 +117,7 @@ def _safe_ratio(measured: torch.Tensor, bound: torch.Tensor) -> np.ndarray:
 
 
 def fd_lemma1_ratio(X: np.ndarray, T: int = T_ADV, d: int = D_ADV, ell: int = ELL_ADV) -> np.ndarray:
-    """ρ_{1:T} / Ω_ℓ for each candidate stream (Sketchy Lemma 1, ALGORITHMS.md B2(c)), via fd_update."""
+    """ρ_{1:T} / Ω_ℓ for each candidate stream (Sketchy Lemma 1, docs/theory/sketching.md §B2(c)), via fd_update."""
     g = _streams(X, T, d)
     st = fd_init(d, ell, batch=(g.shape[0],))
     for t in range(T):
@@ -284,7 +284,7 @@ print(
 )
 
 # %% [markdown]
-# ## 4. The [reconstructed] statements of ALGORITHMS.md §E.3
+# ## 4. The [reconstructed] statements of docs/theory/bounds.md §E.3
 #
 # Each statement below is re-derived in a few lines (our words, following the sketches in the spec), and the
 # table after it maps it to the checks that test it numerically, with the worst ratio measured in this notebook.

@@ -16,7 +16,7 @@
 #
 # Every registered method states its persistent memory in closed form: ``memory(shape, config)`` floating
 # scalars and ``bits(shape, config)`` bits of integer / boolean storage for one parameter tensor
-# (ALGORITHMS.md §E.2). The test battery checks, for every method, that the closed form equals the tensors its
+# (docs/theory/bounds.md §E.2). The test battery checks, for every method, that the closed form equals the tensors its
 # ``init``/``update`` actually hold, so the figures below are the memory of the code, not of a formula beside it.
 # State bytes here are float32 storage: 4·scalars + bits/8.
 #

@@ -13,7 +13,7 @@ name                K                                            Euclidean proje
 ``nuclear_ball``    {X ∈ R^{m×n}: ‖X‖_* = Σσ_i ≤ R}              SVD; σ projected on the ℓ1 ball of radius R
 ==================  ===========================================  =====================================
 
-Projections in ‖z‖²_H = zᵀHz (Π_K^H(y) = argmin_{x∈K} ‖x − y‖_H, what Lemma L1 of ALGORITHMS.md needs) are in
+Projections in ‖z‖²_H = zᵀHz (Π_K^H(y) = argmin_{x∈K} ‖x − y‖_H, what Lemma L1 of docs/theory/README.md needs) are in
 :mod:`online_convex.domains_hnorm`; :meth:`Domain.project` dispatches to them by Metric class.
 """
 

@@ -1,4 +1,4 @@
-r"""Projections in the H-norm: Π_K^H(y) = argmin_{x∈K} ½‖x − y‖²_H for a PSD H (ALGORITHMS.md §0, Lemma L1).
+r"""Projections in the H-norm: Π_K^H(y) = argmin_{x∈K} ½‖x − y‖²_H for a PSD H (docs/theory/bounds.md §0, Lemma L1).
 
 Which (domain, Metric) pairs are supported, and how:
 

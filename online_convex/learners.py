@@ -1,7 +1,7 @@
 r"""A learner = a registered method + a step size η + a domain K: x_{t+1} = Π_K^{H_t}(x_t − η·u_t).
 
 u_t is the method's direction (memopt_theory.methods) after it absorbs g_t, and H_t its metric
-(``method.metric``): the AdaGrad-family theorems (ALGORITHMS.md §0, Lemma L1) need the projection in the
+(``method.metric``): the AdaGrad-family theorems (docs/theory/bounds.md §0, Lemma L1) need the projection in the
 ‖·‖_{H_t} norm, not the Euclidean one, so that is the default (``projection="metric"``). Methods with their
 own step rule (``full_step``: Adam-type) return the whole step and run unconstrained only: x_{t+1} = x_t − u_t.
 
@@ -159,7 +159,7 @@ class Learner:
         return replace(self, eta=eta)
 
     def initial_point(self, batch: tuple[int, ...], dtype=torch.float64, device=None) -> Tensor:
-        """x_1 = Π_K(0) (ALGORITHMS.md §B3 step 0)."""
+        """x_1 = Π_K(0) (docs/theory/sketching.md §B3 step 0)."""
         return self.domain.project(torch.zeros(tuple(batch) + self.shape, dtype=dtype, device=device))
 
     def init(self, shape, batch, dtype=torch.float64, device=None):

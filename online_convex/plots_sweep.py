@@ -2,7 +2,7 @@ r"""Regret against memory across a sweep: one point per method/rank, one panel p
 
 A point is one method with one Config (for S-AdaGrad one sketch size ℓ) at its best step size η: the η
 whose median over seeds of the final certified regret upper end (RegretTrace ``regret_upper`` at t = T) is
-smallest. x: the method's persistent state in scalars for one run (ALGORITHMS.md §E.2); y: that median
+smallest. x: the method's persistent state in scalars for one run (docs/theory/bounds.md §E.2); y: that median
 divided by T (average regret), so streams of different lengths read alike.
 """
 

@@ -4,7 +4,7 @@ Default: full-matrix AdaGrad, diagonal AdaGrad, S-AdaGrad (ℓ ∈ {4, 16}) and 
 size, on a synthetic rank-8-plus-noise linear-loss stream, d = 64, T = 2000, 8 seeds, in the unit ℓ2 ball,
 projections in the H_t-norm. The comparator depends on the stream only, so it is certified once and shared.
 
-Table columns: method, memory (persistent floats of one run, ALGORITHMS.md §E.2), the final regret interval
+Table columns: method, memory (persistent floats of one run, docs/theory/bounds.md §E.2), the final regret interval
 [L_T − value, L_T − lower] (mean over seeds), its width (the comparator's certified gap, max over seeds),
 the theorem's bound at T (mean over seeds) and the worst regret_upper/bound over seeds and checkpoints.
 """

@@ -2,7 +2,7 @@ r"""Per-step Kronecker-factor statistics: the pure functions the recorder and th
 
 For a layer with weight W ∈ R^{m×n} (a conv weight read as (out, in·kh·kw)) and one step's gradient G = ∂ℓ/∂W:
 
-* Shampoo (Gupta, Koren, Singer 2018; ALGORITHMS.md C1): L_t = G Gᵀ ∈ R^{m×m}, R_t = Gᵀ G ∈ R^{n×n}, from the
+* Shampoo (Gupta, Koren, Singer 2018; docs/theory/tensored.md §C1): L_t = G Gᵀ ∈ R^{m×m}, R_t = Gᵀ G ∈ R^{n×n}, from the
   gradient exactly as the optimizer sees it (mean- or sum-reduced loss, whatever the caller backpropagated).
 * K-FAC (Martens & Grosse 2015; conv: Grosse & Martens 2016, "expand" as in Eschenhagen et al. 2023):
   with rows a_r (layer inputs, one row per example and weight-sharing position, a ones column appended when
@@ -68,7 +68,7 @@ def output_grad_rows(module: nn.Module, g: Tensor) -> Tensor:
 def accumulate(total: Tensor | None, new: Tensor, beta: float) -> Tensor:
     r"""F_T = β F_{T−1} + F_t (F_0 = 0), i.e. F_T = Σ_t β^{T−t} F_t; β = 1 is the plain sum.
 
-    The discounted sum without a (1 − β) weight, as EW-FD and tearfree's Sketchy factors do (ALGORITHMS.md B2,
+    The discounted sum without a (1 − β) weight, as EW-FD and tearfree's Sketchy factors do (docs/theory/sketching.md §B2,
     B5); spectral metrics are scale-free, so the weight would change nothing but the trace.
     """
     return new.clone() if total is None else total.mul(beta).add_(new)

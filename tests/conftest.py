@@ -2,7 +2,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-# CI's profile: the same examples every run (STYLE.md §4); locally the default randomised profile.
+# CI's profile: the same examples every run; locally the default randomised profile.
 settings.register_profile(
     "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )

@@ -1,6 +1,6 @@
-r"""Closed-form regret bounds and the quantities inside them (ALGORITHMS.md §A, §B, §E).
+r"""Closed-form regret bounds and the quantities inside them (docs/theory/baselines.md §A, docs/theory/sketching.md §B, docs/theory/bounds.md §E).
 
-Every theorem is a function whose docstring states it (and derives it where ALGORITHMS.md tags it
+Every theorem is a function whose docstring states it (and derives it where docs/theory/README.md tags it
 [reconstructed]); all return float64 tensors of the batch shape.
 """
 

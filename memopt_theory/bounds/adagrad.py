@@ -1,10 +1,10 @@
-r"""Regret bounds of OGD and the AdaGrad family (ALGORITHMS.md §A1–§A3, §0 Lemmas L1–L3).
+r"""Regret bounds of OGD and the AdaGrad family (docs/theory/baselines.md §A1–§A3, docs/theory/bounds.md §0 Lemmas L1–L3).
 
 All bounds are on the linearised regret R^lin_T(x*) = Σ_t ⟨g_t, x_t − x*⟩ for a fixed comparator x*; D (D_∞) is
 diam K or, for unconstrained runs, the a-posteriori max_t ‖x_t − x*‖_2 (‖·‖_∞) with the same x*. Every function
 returns a float64 tensor of the batch shape; D, eta (and G for OGD) may be floats or batch-shaped tensors.
 
-Derivation shared by the AdaGrad bounds [reconstructed, ALGORITHMS.md §0]: L1 (adaptive mirror descent with
+Derivation shared by the AdaGrad bounds [reconstructed, docs/theory/bounds.md §0]: L1 (adaptive mirror descent with
 H_t ⪰ H_{t−1}, H_0 = 0, projection in ‖·‖_{H_t}) gives
     R^lin_T ≤ (1/2η) Σ_t ‖x_t − x*‖²_{H_t − H_{t−1}} + (η/2) Σ_t g_tᵀH_t^+g_t
            ≤ (D²/2η)·tr H_T + (η/2) Σ_t g_tᵀH_t^+g_t          (zᵀAz ≤ ‖z‖² tr A for A ⪰ 0, telescoping),
@@ -36,7 +36,7 @@ def _check_psd_matrix(G: Tensor, where: str) -> None:
 
 
 def ogd_regret_bound(D, G, T: int, *, schedule: str = "sqrt") -> Tensor:
-    r"""OGD (Zinkevich 2003; Hazan, Intro. to OCO, Thm 3.1; ALGORITHMS.md §A1) [reconstructed].
+    r"""OGD (Zinkevich 2003; Hazan, Intro. to OCO, Thm 3.1; docs/theory/baselines.md §A1) [reconstructed].
 
     Theorem. K convex with diameter D, ‖g_t‖_2 ≤ G. Projected OGD with η_t = D/(G√t) ("sqrt") has
     R^lin_T ≤ (3/2)·G·D·√T; with the fixed η = D/(G√T) ("constant"), R^lin_T ≤ G·D·√T.
@@ -57,7 +57,7 @@ def ogd_regret_bound(D, G, T: int, *, schedule: str = "sqrt") -> Tensor:
 
 
 def adagrad_diag_regret_bound(sum_sq: Tensor, D_inf, eta) -> Tensor:
-    r"""Diagonal AdaGrad (Duchi, Hazan, Singer 2011, Thm 5; ALGORITHMS.md §A2) [reconstructed].
+    r"""Diagonal AdaGrad (Duchi, Hazan, Singer 2011, Thm 5; docs/theory/baselines.md §A2) [reconstructed].
 
     Theorem. δ = 0, H_t = diag(√s_t), s_t = Σ_{s≤t} g_s², projection in ‖·‖_{H_t}, fixed η:
     R^lin_T ≤ (D_∞²/2η + η)·Σ_i ‖g_{1:T,i}‖_2, i.e. √2·D_∞·Σ_i ‖g_{1:T,i}‖_2 at η = D_∞/√2.
@@ -80,7 +80,7 @@ def adagrad_diag_regret_bound(sum_sq: Tensor, D_inf, eta) -> Tensor:
 
 
 def adagrad_full_regret_bound(G: Tensor, D, eta, *, delta: float = 0.0, delta_mode: str = "inside") -> Tensor:
-    r"""Full-matrix AdaGrad (Duchi, Hazan, Singer 2011; ALGORITHMS.md §A3) [reconstructed].
+    r"""Full-matrix AdaGrad (Duchi, Hazan, Singer 2011; docs/theory/baselines.md §A3) [reconstructed].
 
     Theorem. G_T = Σ_t g_tg_tᵀ, projection in ‖·‖_{H_t}, fixed η:
     * δ-inside, H_t = (G_t + δI)^{1/2}:   R^lin_T ≤ (D²/2η + η)·tr (G_T + δI)^{1/2}

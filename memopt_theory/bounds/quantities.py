@@ -1,4 +1,4 @@
-r"""The quantities inside the regret bounds (ALGORITHMS.md §E.1): tr G^{1/2}, tails, Ω_ℓ, the AdaGrad coefficient.
+r"""The quantities inside the regret bounds (docs/theory/bounds.md §E.1): tr G^{1/2}, tails, Ω_ℓ, the AdaGrad coefficient.
 
 All functions take batched tensors (leading axes B) and return tensors of shape B, computed in float64.
 """
@@ -47,7 +47,7 @@ def tail_sums(eigvals_desc: Tensor) -> Tensor:
 
 
 def omega_ell(eigvals_desc: Tensor, ell: int) -> Tensor:
-    r"""Ω_ℓ = min_{0≤k<ℓ} (ℓ−k)^{−1} Σ_{i>k} λ_i (Feinberg et al. 2023, Lemma 1; ALGORITHMS.md B2(c), E.1).
+    r"""Ω_ℓ = min_{0≤k<ℓ} (ℓ−k)^{−1} Σ_{i>k} λ_i (Feinberg et al. 2023, Lemma 1; docs/theory/sketching.md §B2(c), docs/theory/bounds.md §E.1).
 
     Parameters
     ----------
@@ -69,7 +69,7 @@ def omega_ell(eigvals_desc: Tensor, ell: int) -> Tensor:
 
 
 def adaptive_coefficient(D, eta) -> Tensor:
-    r"""D²/(2η) + η: the factor of tr H_T in the AdaGrad-family bound at a fixed step η (ALGORITHMS.md §0).
+    r"""D²/(2η) + η: the factor of tr H_T in the AdaGrad-family bound at a fixed step η (docs/theory/bounds.md §0).
 
     L1 + L2 give R^lin_T ≤ (D²/2η)·tr H_T + (η/2)·2 tr H_T; its minimum over η, √2·D at η = D/√2, is the
     familiar √2·D·tr H_T.

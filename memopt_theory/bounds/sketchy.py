@@ -1,4 +1,4 @@
-r"""S-AdaGrad regret bounds (Feinberg et al. 2023, Theorem 3 and Corollary 4; ALGORITHMS.md §B3) [reconstructed].
+r"""S-AdaGrad regret bounds (Feinberg et al. 2023, Theorem 3 and Corollary 4; docs/theory/sketching.md §B3) [reconstructed].
 
 Setting. S-AdaGrad (Alg. 2) with sketch size ℓ on g_1..g_T ∈ R^d, G_T = Σ_t g_tg_tᵀ with eigenvalues λ_i,
 Ω_ℓ = min_{0≤k<ℓ} (ℓ−k)^{−1} Σ_{i>k} λ_i, G̃_t = Ḡ_t + (δ + ρ_{1:t})I, projection in ‖·‖_{G̃_t^{1/2}}, fixed η;

@@ -1,6 +1,6 @@
-r"""Regret bounds of the tensored preconditioners (ALGORITHMS.md §C1, §C2, §C4, S-Shampoo §B5).
+r"""Regret bounds of the tensored preconditioners (docs/theory/tensored.md §C1, §C2, §C4, S-Shampoo §B5).
 
-All are [reconstructed] in ALGORITHMS.md; each is derived below from the lemmas of §0 (L1 adaptive mirror
+All are [reconstructed] in docs/theory/README.md; each is derived below from the lemmas of §0 (L1 adaptive mirror
 descent, L2 trace lemma, L3 Löwner–Heinz) and checked on instances by ``memopt verify``
 (memopt_theory/checks/tensored.py, online_convex/checks/tensored.py). Bounds are on the linearised regret
 R^lin_T(x*) = Σ_t ⟨g_t, x_t − x*⟩ of a fixed comparator x*; D = max_t ‖x_t − x*‖_F (D_∞ in ‖·‖_∞) or diam K; the
@@ -138,7 +138,7 @@ def shampoo_coefficient(D, eta, r) -> Tensor:
 
 
 def shampoo_regret_bound(factors, D, *, r=1.0, eta=None) -> Tensor:
-    r"""Shampoo (Gupta, Koren, Singer 2018, Thms 3 and 7; ALGORITHMS.md §C1) [reconstructed, derived above].
+    r"""Shampoo (Gupta, Koren, Singer 2018, Thms 3 and 7; docs/theory/tensored.md §C1) [reconstructed, derived above].
 
     Theorem. rank mat_i(G_t) ≤ r_i, r = (Π r_i)^{1/p}, H^i_T = εI + Σ_t mat_i(G_t)mat_i(G_t)ᵀ, fixed η, projection in
     ‖·‖_{H_t}: R^lin_T ≤ (D²/2η + ηr)·Π_i tr (H^i_T)^{1/(2p)}; at η = D/√(2r) (``eta=None``):
@@ -156,7 +156,7 @@ def shampoo_regret_bound(factors, D, *, r=1.0, eta=None) -> Tensor:
 
 
 def s_shampoo_regret_bound(grams, D, ell: int, *, eps: float = 0.0, r=1.0, eta=None) -> Tensor:
-    r"""S-Shampoo Theorem 5 (Feinberg et al. 2023; ALGORITHMS.md §B5) [reconstructed, derived above], β2 = 1.
+    r"""S-Shampoo Theorem 5 (Feinberg et al. 2023; docs/theory/sketching.md §B5) [reconstructed, derived above], β2 = 1.
 
     Theorem. R^lin_T ≤ (D²/2η + ηr)·Π_i (tr (εI + M_i)^{1/(2p)} + n_i·Ω_{i,ℓ}^{1/(2p)}), M_i = Σ_t mat_i(G_t)mat_i(G_t)ᵀ,
     Ω_{i,ℓ} = Lemma 1's bound for the spectrum of M_i; at η = D/√(2r): √(2r)·D·(tr L_T^{1/4} + mΩ_L^{1/4})·(tr R_T^{1/4}
@@ -183,7 +183,7 @@ def s_shampoo_regret_bound(grams, D, ell: int, *, eps: float = 0.0, r=1.0, eta=N
 
 
 def extreme_tensoring_regret_bound(h, D_inf, *, eta=None) -> Tensor:
-    r"""Extreme Tensoring (Chen et al. 2020; ALGORITHMS.md §C2) [reconstructed, derived above].
+    r"""Extreme Tensoring (Chen et al. 2020; docs/theory/tensored.md §C2) [reconstructed, derived above].
 
     Theorem. With the accumulators h^{(i)}_T (B + (d_i,), ε included), fixed η, diagonal H_t-norm projection:
     R^lin_T ≤ (D_∞²/2η + η)·Π_i Σ_k h^{(i)}_T[k]^{1/(2p)}; √2·D_∞·(…) at η = D_∞/√2 (``eta=None``). The product
@@ -205,7 +205,7 @@ def extreme_tensoring_regret_bound(h, D_inf, *, eta=None) -> Tensor:
 
 
 def sm3_regret_bound(nu: Tensor, D_inf, *, eta=None, nbatch: int = 0) -> Tensor:
-    r"""SM3 (Anil et al. 2019; ALGORITHMS.md §C4) [reconstructed, derived above].
+    r"""SM3 (Anil et al. 2019; docs/theory/tensored.md §C4) [reconstructed, derived above].
 
     Theorem. If ν_t(i) ≥ ν_{t−1}(i) + g_t(i)² (SM3-I's ν, SM3-II's ν'), u_t = g_t/√ν_t, fixed η, diagonal
     projection: R^lin_T ≤ (D_∞²/2η + η)·Σ_i √ν_T(i); √2·D_∞·Σ_i √ν_T(i) at η = D_∞/√2 (``eta=None``).

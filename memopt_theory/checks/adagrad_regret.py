@@ -1,4 +1,4 @@
-r"""``memopt verify`` checks of the AdaGrad-family regret bounds on closed-loop logistic streams (ALGORITHMS.md
+r"""``memopt verify`` checks of the AdaGrad-family regret bounds on closed-loop logistic streams (docs/theory/README.md
 §0 L1–L2, §A2, §A3, §B3), through the registered methods themselves.
 
 Unconstrained K = R^d, so no projection is needed and D (D_∞) is the a-posteriori max_{t≤T} ‖x_t − x*‖ for the
@@ -94,22 +94,22 @@ def adagrad_diag_regret(seed: int, fast: bool) -> tuple[float, float]:
 CHECKS = (
     Check(
         "S-AdaGrad regret <= c(D,eta) tr Gtilde^1/2 (unconstr.)",
-        "Feinberg et al. 2023, Thm 3 proof; ALGORITHMS.md B3",
+        "Feinberg et al. 2023, Thm 3 proof; docs/theory/sketching.md §B3",
         s_adagrad_regret_gtilde,
     ),
     Check(
         "S-AdaGrad regret <= Cor. 4 (unconstr.)",
-        "Feinberg et al. 2023, Cor. 4; ALGORITHMS.md B3",
+        "Feinberg et al. 2023, Cor. 4; docs/theory/sketching.md §B3",
         s_adagrad_regret_cor4,
     ),
     Check(
         "AdaGrad-full regret <= c(D,eta) tr(G+dI)^1/2 (unconstr.)",
-        "Duchi et al. 2011; ALGORITHMS.md A3",
+        "Duchi et al. 2011; docs/theory/baselines.md §A3",
         adagrad_full_regret,
     ),
     Check(
         "AdaGrad-diag regret <= c(Dinf,eta) sum|g_i| (unconstr.)",
-        "Duchi et al. 2011; ALGORITHMS.md A2",
+        "Duchi et al. 2011; docs/theory/baselines.md §A2",
         adagrad_diag_regret,
     ),
 )

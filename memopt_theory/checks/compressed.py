@@ -1,4 +1,4 @@
-r"""Theorem checks of the compressed family for ``memopt verify`` (ALGORITHMS.md §D1–D3).
+r"""Theorem checks of the compressed family for ``memopt verify`` (docs/theory/compressed.md §D1–D3).
 
 Each check runs the implementation itself (memopt_theory.compressors, methods.ggt) and returns
 (measured, bound); the constants are [reconstructed] in the spec and derived in the docstring of
@@ -119,24 +119,30 @@ def ggt_full_window_regret(seed: int, fast: bool) -> tuple[float, float]:
 
 
 CHECKS = (
-    Check("D1 top-k contraction: |C(x)-x|^2 <= (1-k/d)|x|^2", "ALGORITHMS.md D1", top_k_contraction, 50, 10),
+    Check(
+        "D1 top-k contraction: |C(x)-x|^2 <= (1-k/d)|x|^2",
+        "docs/theory/compressed.md §D1",
+        top_k_contraction,
+        50,
+        10,
+    ),
     Check(
         "D1 rank-r SVD contraction: |M-M_r|^2 <= (1-r/min(a,b))|M|^2",
-        "ALGORITHMS.md D1",
+        "docs/theory/compressed.md §D1",
         truncated_svd_contraction,
         50,
         10,
     ),
     Check(
         "D2 error feedback: |e_t| <= qG/(1-q)",
-        "Stich et al. 2018; ALGORITHMS.md D2",
+        "Stich et al. 2018; docs/theory/compressed.md §D2",
         error_feedback_bound,
         20,
         5,
     ),
     Check(
         "D3 GGT r>=T, beta2=1: R_T <= (D^2/2eta)(tr G^1/2 + d eps) + eta tr G^1/2",
-        "Agarwal et al. 2019; ALGORITHMS.md D3 -> A3",
+        "Agarwal et al. 2019; docs/theory/compressed.md §D3 -> A3",
         ggt_full_window_regret,
         20,
         5,

@@ -1,4 +1,4 @@
-r"""``memopt verify`` checks for Frequent Directions and S-AdaGrad's trace chain (ALGORITHMS.md B1, B2, B3).
+r"""``memopt verify`` checks for Frequent Directions and S-AdaGrad's trace chain (docs/theory/sketching.md §B1, §B2, §B3).
 
 Each ``run(seed, fast)`` draws a seeded stream with a decaying spectrum (so that sketching loses mass and the
 inequalities are not trivially met), runs the exact code the toolkit uses (``memopt_theory.sketches``), and
@@ -173,30 +173,44 @@ _REF = "Feinberg et al. 2023 (Sketchy)"
 CHECKS = (
     Check(
         "FD classic: ||AtA-BtB|| <= min_k tail_k/(l-k)",
-        "Ghashami et al. 2016; ALGORITHMS.md B1",
+        "Ghashami et al. 2016; docs/theory/sketching.md §B1",
         classic_fd_bound,
     ),
     Check(
         "FD classic: projection err <= l/(l-k) tail_k",
-        "Ghashami et al. 2016; ALGORITHMS.md B1",
+        "Ghashami et al. 2016; docs/theory/sketching.md §B1",
         classic_fd_projection,
     ),
-    Check("FD: Gbar <= G (gen. eig)", f"{_REF}, Alg. 1; ALGORITHMS.md B2(a)", sketch_below),
-    Check("FD sandwich: G <= Gbar + rho I (gen. eig)", f"{_REF}; ALGORITHMS.md B2(a)", sandwich_above),
-    Check("FD Lemma 1: rho <= Omega_l", f"{_REF}, Lemma 1; ALGORITHMS.md B2(c)", lemma1),
-    Check("FD trace: l*rho <= tr G - tr Gbar (rank 2)", f"{_REF}; ALGORITHMS.md B2(b)", trace_gap),
+    Check("FD: Gbar <= G (gen. eig)", f"{_REF}, Alg. 1; docs/theory/sketching.md §B2(a)", sketch_below),
+    Check(
+        "FD sandwich: G <= Gbar + rho I (gen. eig)",
+        f"{_REF}; docs/theory/sketching.md §B2(a)",
+        sandwich_above,
+    ),
+    Check("FD Lemma 1: rho <= Omega_l", f"{_REF}, Lemma 1; docs/theory/sketching.md §B2(c)", lemma1),
+    Check(
+        "FD trace: l*rho <= tr G - tr Gbar (rank 2)", f"{_REF}; docs/theory/sketching.md §B2(b)", trace_gap
+    ),
     Check(
         "EW-FD Obs. 6: rho_beta <= Omega_l(G_beta)",
-        f"{_REF}, Observation 6; ALGORITHMS.md B2",
+        f"{_REF}, Observation 6; docs/theory/sketching.md §B2",
         ew_fd_observation6,
     ),
     Check(
         "EW-FD Obs. 6: G_beta <= Gbar + rho_beta I",
-        f"{_REF}, Observation 6; ALGORITHMS.md B2",
+        f"{_REF}, Observation 6; docs/theory/sketching.md §B2",
         ew_fd_sandwich,
     ),
-    Check("RFD: ||G - Gbar - rho/2 I|| <= rho/2", "Luo et al. 2019; ALGORITHMS.md B2", rfd_half_error),
-    Check("S-AdaGrad chain 1: tr Gtilde^1/2 <= chain", f"{_REF}, Thm 3 proof; ALGORITHMS.md B3", chain_link1),
-    Check("S-AdaGrad chain 2: chain <= Cor. 4", f"{_REF}, Cor. 4; ALGORITHMS.md B3", chain_link2),
-    Check("S-AdaGrad chain 3: Cor. 4 <= Thm 3", f"{_REF}, Thm 3; ALGORITHMS.md B3", chain_link3),
+    Check(
+        "RFD: ||G - Gbar - rho/2 I|| <= rho/2",
+        "Luo et al. 2019; docs/theory/sketching.md §B2",
+        rfd_half_error,
+    ),
+    Check(
+        "S-AdaGrad chain 1: tr Gtilde^1/2 <= chain",
+        f"{_REF}, Thm 3 proof; docs/theory/sketching.md §B3",
+        chain_link1,
+    ),
+    Check("S-AdaGrad chain 2: chain <= Cor. 4", f"{_REF}, Cor. 4; docs/theory/sketching.md §B3", chain_link2),
+    Check("S-AdaGrad chain 3: Cor. 4 <= Thm 3", f"{_REF}, Thm 3; docs/theory/sketching.md §B3", chain_link3),
 )

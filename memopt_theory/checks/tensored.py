@@ -1,4 +1,4 @@
-r"""Theorem checks of the tensored family for ``memopt verify`` (ALGORITHMS.md §C1, §C2, §C4, §B5).
+r"""Theorem checks of the tensored family for ``memopt verify`` (docs/theory/tensored.md §C1, §C2, §C4, docs/theory/sketching.md §B5).
 
 Each check runs the registered method itself (the exact algorithm of the theorem) and returns
 (measured, bound); the bounds are the functions of memopt_theory/bounds/tensored.py, derived there.
@@ -99,7 +99,7 @@ def _sizes(gen: torch.Generator, fast: bool, order: int) -> tuple[tuple[int, ...
 
 
 def check_kronecker_lemma(seed: int, fast: bool) -> tuple[float, float]:
-    r"""Kronecker lemma, order p (Gupta et al. 2018; ALGORITHMS.md §C1; derived in bounds/tensored.py).
+    r"""Kronecker lemma, order p (Gupta et al. 2018; docs/theory/tensored.md §C1; derived in bounds/tensored.py).
 
     With r_i ≥ rank mat_i(G_t), r = (Π r_i)^{1/p}, H^i = εI + Σ_t mat_i(G_t)mat_i(G_t)ᵀ:
         εI + (1/r)Σ_t g_tg_tᵀ ⪯ ⊗_i (H^i)^{1/p}      (p = 2: ⪯ L^{1/2} ⊗ R^{1/2}).
@@ -131,7 +131,7 @@ def check_kronecker_lemma(seed: int, fast: bool) -> tuple[float, float]:
 
 
 def check_shampoo_regret(seed: int, fast: bool) -> tuple[float, float]:
-    r"""Shampoo regret, order p ∈ {2, 3} (Gupta et al. 2018; ALGORITHMS.md §C1; derived in bounds/tensored.py).
+    r"""Shampoo regret, order p ∈ {2, 3} (Gupta et al. 2018; docs/theory/tensored.md §C1; derived in bounds/tensored.py).
 
     Theorem. rank mat_i(G_t) ≤ r_i, r = (Π r_i)^{1/p}, fixed η, K = R^{n_1×…×n_p}:
         R^lin_T ≤ (D²/2η + ηr)·Π_i tr (H^i_T)^{1/(2p)}   (matrices: (D²/2η + ηr)·tr L_T^{1/4}·tr R_T^{1/4}).
@@ -170,7 +170,7 @@ def _s_shampoo_run(seed: int, fast: bool):
 
 
 def check_s_shampoo_theorem5(seed: int, fast: bool) -> tuple[float, float]:
-    r"""S-Shampoo Theorem 5 (Feinberg et al. 2023; ALGORITHMS.md §B5; derived in bounds/tensored.py), β2 = 1.
+    r"""S-Shampoo Theorem 5 (Feinberg et al. 2023; docs/theory/sketching.md §B5; derived in bounds/tensored.py), β2 = 1.
 
     Theorem. rank G_t ≤ r, fixed η: R^lin_T ≤ (D²/2η + ηr)·(tr L_T^{1/4} + mΩ_{L,ℓ}^{1/4})·(tr R_T^{1/4} + nΩ_{R,ℓ}^{1/4}),
     L_T = εI + ΣGGᵀ, R_T = εI + ΣGᵀG, Ω = Lemma 1's bound for ΣGGᵀ, ΣGᵀG.
@@ -182,7 +182,7 @@ def check_s_shampoo_theorem5(seed: int, fast: bool) -> tuple[float, float]:
 
 
 def check_s_shampoo_chain(seed: int, fast: bool) -> tuple[float, float]:
-    r"""S-Shampoo chain, link 2 (ALGORITHMS.md §B5): tr L̃_T^{1/4}·tr R̃_T^{1/4} ≤ (tr L_T^{1/4} + mΩ_L^{1/4})(tr R_T^{1/4} +
+    r"""S-Shampoo chain, link 2 (docs/theory/sketching.md §B5): tr L̃_T^{1/4}·tr R̃_T^{1/4} ≤ (tr L_T^{1/4} + mΩ_L^{1/4})(tr R_T^{1/4} +
     nΩ_R^{1/4}), L̃_T = L̄_T + (ε + ρ^L_{1:T})I from the method's own sketches (Weyl, subadditivity of x^{1/4}, Lemma 1).
 
     Returns (the product of sketched trace roots, the Theorem 5 product), both at unit coefficient.
@@ -195,7 +195,7 @@ def check_s_shampoo_chain(seed: int, fast: bool) -> tuple[float, float]:
 
 
 def check_s_shampoo_regret_chain(seed: int, fast: bool) -> tuple[float, float]:
-    r"""S-Shampoo chain, link 1 (ALGORITHMS.md §B5): R^lin_T ≤ (D²/2η + ηr)·tr L̃_T^{1/4}·tr R̃_T^{1/4}.
+    r"""S-Shampoo chain, link 1 (docs/theory/sketching.md §B5): R^lin_T ≤ (D²/2η + ηr)·tr L̃_T^{1/4}·tr R̃_T^{1/4}.
 
     Returns (R^lin_T of ``s_shampoo``, the bound with the run's sketched factors L̃_T, R̃_T).
     """
@@ -207,7 +207,7 @@ def check_s_shampoo_regret_chain(seed: int, fast: bool) -> tuple[float, float]:
 
 
 def check_extreme_tensoring_regret(seed: int, fast: bool) -> tuple[float, float]:
-    r"""Extreme Tensoring regret (Chen et al. 2020; ALGORITHMS.md §C2; derived in bounds/tensored.py).
+    r"""Extreme Tensoring regret (Chen et al. 2020; docs/theory/tensored.md §C2; derived in bounds/tensored.py).
 
     Theorem. Fixed η, K = R^N: R^lin_T ≤ (D_∞²/2η + η)·Π_i Σ_k h^{(i)}_T[k]^{1/(2p)}.
     Instances: vectors of N ∈ [8, 200) elements (often not a product of equal modes: zero padding), p ∈ {1, 2, 3}.
@@ -228,7 +228,7 @@ def check_extreme_tensoring_regret(seed: int, fast: bool) -> tuple[float, float]
 
 
 def check_sm3_regret(seed: int, fast: bool) -> tuple[float, float]:
-    r"""SM3 regret (Anil et al. 2019; ALGORITHMS.md §C4; derived in bounds/tensored.py), SM3-I and SM3-II.
+    r"""SM3 regret (Anil et al. 2019; docs/theory/tensored.md §C4; derived in bounds/tensored.py), SM3-I and SM3-II.
 
     Theorem. ν_t(i) ≥ ν_{t−1}(i) + g_t(i)², fixed η, K = R^{shape}: R^lin_T ≤ (D_∞²/2η + η)·Σ_i √ν_T(i). For SM3-II
     the computable min_{r∋i} μ'_T(r) ≥ ν'_T(i) is used (a larger, still valid bound).
@@ -249,37 +249,37 @@ def check_sm3_regret(seed: int, fast: bool) -> tuple[float, float]:
 CHECKS = (
     Check(
         "Shampoo Kronecker lemma: eps I + X/r <= (x) H_i^(1/p)",
-        "Gupta et al. 2018, Lemma 8; ALGORITHMS.md C1",
+        "Gupta et al. 2018, Lemma 8; docs/theory/tensored.md §C1",
         check_kronecker_lemma,
     ),
     Check(
         "Shampoo regret <= (D^2/2eta + eta r) prod tr H_i^(1/2p)",
-        "Gupta et al. 2018, Thms 3, 7; ALGORITHMS.md C1",
+        "Gupta et al. 2018, Thms 3, 7; docs/theory/tensored.md §C1",
         check_shampoo_regret,
     ),
     Check(
         "S-Shampoo regret <= Thm 5 (general eta)",
-        "Feinberg et al. 2023, Thm 5; ALGORITHMS.md B5",
+        "Feinberg et al. 2023, Thm 5; docs/theory/sketching.md §B5",
         check_s_shampoo_theorem5,
     ),
     Check(
         "S-Shampoo regret <= coef tr L~^(1/4) tr R~^(1/4)",
-        "Feinberg et al. 2023, Thm 5 proof; ALGORITHMS.md B5 chain",
+        "Feinberg et al. 2023, Thm 5 proof; docs/theory/sketching.md §B5 chain",
         check_s_shampoo_regret_chain,
     ),
     Check(
         "S-Shampoo tr L~^(1/4) tr R~^(1/4) <= Thm 5 traces",
-        "Feinberg et al. 2023, Thm 5 proof; ALGORITHMS.md B5 chain",
+        "Feinberg et al. 2023, Thm 5 proof; docs/theory/sketching.md §B5 chain",
         check_s_shampoo_chain,
     ),
     Check(
         "Extreme Tensoring regret <= (D_inf^2/2eta + eta) prod sum h^(1/2p)",
-        "Chen et al. 2020; ALGORITHMS.md C2",
+        "Chen et al. 2020; docs/theory/tensored.md §C2",
         check_extreme_tensoring_regret,
     ),
     Check(
         "SM3 regret <= (D_inf^2/2eta + eta) sum sqrt(nu)",
-        "Anil et al. 2019; ALGORITHMS.md C4",
+        "Anil et al. 2019; docs/theory/tensored.md §C4",
         check_sm3_regret,
     ),
 )

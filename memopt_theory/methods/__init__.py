@@ -44,7 +44,7 @@ class Method:
 
     Attributes
     ----------
-    name : str             registry name (ALGORITHMS.md heading)
+    name : str             registry name (docs/theory/README.md heading)
     Config : type          frozen keyword-only dataclass validating every field in ``__post_init__``
     init : (shape, config, *, batch=(), dtype=float64, device=None) -> State
     update : (grad, state, config, *, param=None) -> (direction, new_state); grad of shape batch + shape;
@@ -58,7 +58,7 @@ class Method:
         True: the method has its own step rule and its Config holds ``lr`` (and ``weight_decay``); the
         direction is the whole step, decoupled decay included (lr·wd·param + lr·u), and the caller
         applies w ← w − direction.
-    reference : str        the paper / section of ALGORITHMS.md
+    reference : str        the paper / section of docs/theory/README.md
     guarantee : Guarantee | None   its regret theorem as data (memopt_theory.guarantee): bound, the step size
         the theorem prescribes, when it applies; the simulator, CLIs, overlays and verify read only this
     roles : {role: field}  which Config field plays which role ("sketch_size", "lr", "rank")

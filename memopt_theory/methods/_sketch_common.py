@@ -1,4 +1,4 @@
-r"""Pieces the sketched AdaGrad family shares (s_adagrad, ada_fd, fd_son, rfd_son; ALGORITHMS.md B3, B4, B6, B7).
+r"""Pieces the sketched AdaGrad family shares (s_adagrad, ada_fd, fd_son, rfd_son; docs/theory/sketching.md §B3, §B4, §B6, §B7).
 
 Not a method module (the registry skips names starting with ``_``). The operator every direction needs is
 

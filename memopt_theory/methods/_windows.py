@@ -1,4 +1,4 @@
-r"""Compressed gradient windows for EFCP (ALGORITHMS.md §D5): error feedback, then a ring of compressed rows.
+r"""Compressed gradient windows for EFCP (docs/theory/compressed.md §D5): error feedback, then a ring of compressed rows.
 
 Two rings share one interface, used by ``ef_mfac`` and ``ef_ggt`` (methods/efcp.py):
 

@@ -1,4 +1,4 @@
-r"""Ada-FD — ``ada_fd`` (Wan, Wei, Zhang, IJCAI 2018; ALGORITHMS.md §B6), in the official testbed's form (B4).
+r"""Ada-FD — ``ada_fd`` (Wan, Wei, Zhang, IJCAI 2018; docs/theory/sketching.md §B6), in the official testbed's form (B4).
 
 Update
 ------
@@ -18,7 +18,7 @@ Guarantee
 
 References
 ----------
-Wan, Wei, Zhang 2018 (Ada-FD); official Sketchy OCO testbed ADA_FD; ALGORITHMS.md §B6, §B4.
+Wan, Wei, Zhang 2018 (Ada-FD); official Sketchy OCO testbed ADA_FD; docs/theory/sketching.md §B6, §B4.
 
 Example
 -------
@@ -116,7 +116,7 @@ METHODS = (
         update,
         memory,
         metric,
-        reference="Wan, Wei, Zhang 2018 (Ada-FD); official Sketchy OCO testbed ADA_FD; ALGORITHMS.md §B6, §B4",
+        reference="Wan, Wei, Zhang 2018 (Ada-FD); official Sketchy OCO testbed ADA_FD; docs/theory/sketching.md §B6, §B4",
         guarantee=GUARANTEE,
         roles={"sketch_size": "ell"},
     ),

@@ -1,4 +1,4 @@
-r"""Adafactor — ``adafactor`` (ALGORITHMS.md §C3; Shazeer & Stern, ICML 2018, arXiv 1804.04235;
+r"""Adafactor — ``adafactor`` (docs/theory/tensored.md §C3; Shazeer & Stern, ICML 2018, arXiv 1804.04235;
 code-verified against tensorflow/tensor2tensor ``utils/adafactor.py`` @e1f0e3a).
 
 Update
@@ -33,7 +33,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §C3.
+docs/theory/tensored.md §C3.
 
 Example
 -------
@@ -200,7 +200,7 @@ METHODS = (
         memory,
         metric,
         full_step=True,
-        reference="ALGORITHMS.md §C3",
+        reference="docs/theory/tensored.md §C3",
         roles={"lr": "lr"},
     ),
 )

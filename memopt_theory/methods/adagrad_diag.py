@@ -1,4 +1,4 @@
-r"""Diagonal AdaGrad — ``adagrad_diag`` (ALGORITHMS.md §A2; Duchi, Hazan, Singer 2011, JMLR 12).
+r"""Diagonal AdaGrad — ``adagrad_diag`` (docs/theory/baselines.md §A2; Duchi, Hazan, Singer 2011, JMLR 12).
 
 Update
 ------
@@ -17,7 +17,7 @@ Guarantee
 
 References
 ----------
-Duchi, Hazan, Singer 2011 (JMLR 12); ALGORITHMS.md §A2.
+Duchi, Hazan, Singer 2011 (JMLR 12); docs/theory/baselines.md §A2.
 
 Example
 -------
@@ -132,7 +132,7 @@ METHODS = (
         update,
         memory,
         metric,
-        reference="ALGORITHMS.md §A2",
+        reference="docs/theory/baselines.md §A2",
         guarantee=GUARANTEE,
     ),
 )

@@ -1,4 +1,4 @@
-r"""Full-matrix AdaGrad — ``adagrad_full`` (ALGORITHMS.md §A3; Duchi, Hazan, Singer 2011).
+r"""Full-matrix AdaGrad — ``adagrad_full`` (docs/theory/baselines.md §A3; Duchi, Hazan, Singer 2011).
 
 Update
 ------
@@ -17,7 +17,7 @@ Guarantee
 
 References
 ----------
-Duchi, Hazan, Singer 2011 (JMLR 12); Hazan, Introduction to Online Convex Optimization, ch. 5; ALGORITHMS.md §A3.
+Duchi, Hazan, Singer 2011 (JMLR 12); Hazan, Introduction to Online Convex Optimization, ch. 5; docs/theory/baselines.md §A3.
 
 Example
 -------
@@ -145,7 +145,7 @@ METHODS = (
         update,
         memory,
         metric,
-        reference="ALGORITHMS.md §A3",
+        reference="docs/theory/baselines.md §A3",
         guarantee=GUARANTEE,
     ),
 )

@@ -1,4 +1,4 @@
-r"""Adam / AdamW — ``adam`` (ALGORITHMS.md §A4; Kingma & Ba 2014; Loshchilov & Hutter 2017).
+r"""Adam / AdamW — ``adam`` (docs/theory/baselines.md §A4; Kingma & Ba 2014; Loshchilov & Hutter 2017).
 
 Update
 ------
@@ -17,7 +17,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §A4.
+docs/theory/baselines.md §A4.
 
 Example
 -------
@@ -122,7 +122,7 @@ METHODS = (
         memory,
         metric,
         full_step=True,
-        reference="ALGORITHMS.md §A4",
+        reference="docs/theory/baselines.md §A4",
         roles={"lr": "lr"},
     ),
 )

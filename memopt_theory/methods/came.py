@@ -1,4 +1,4 @@
-r"""CAME — ``came`` (ALGORITHMS.md §C5; Luo et al., ACL 2023, arXiv 2307.02047; code-verified against
+r"""CAME — ``came`` (docs/theory/tensored.md §C5; Luo et al., ACL 2023, arXiv 2307.02047; code-verified against
 yangluo7/CAME).
 
 Update
@@ -26,7 +26,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §C5.
+docs/theory/tensored.md §C5.
 
 Example
 -------
@@ -170,7 +170,7 @@ METHODS = (
         memory,
         metric,
         full_step=True,
-        reference="ALGORITHMS.md §C5",
+        reference="docs/theory/tensored.md §C5",
         roles={"lr": "lr"},
     ),
 )

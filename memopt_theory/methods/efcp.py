@@ -1,4 +1,4 @@
-r"""EFCP — ``ef_mfac`` and ``ef_ggt`` (ALGORITHMS.md §D5; Modoranu, Kalinov, Kurtic, Frantar, Alistarh, ICML 2024).
+r"""EFCP — ``ef_mfac`` and ``ef_ggt`` (docs/theory/compressed.md §D5; Modoranu, Kalinov, Kurtic, Frantar, Alistarh, ICML 2024).
 
 Update
 ------
@@ -38,7 +38,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §D5; arXiv 2306.06098.
+docs/theory/compressed.md §D5; arXiv 2306.06098.
 
 Example
 -------
@@ -260,7 +260,7 @@ METHODS = (
         metric,
         bits=mfac_bits,
         full_step=True,
-        reference="ALGORITHMS.md §D5; arXiv 2306.06098",
+        reference="docs/theory/compressed.md §D5; arXiv 2306.06098",
         roles={"lr": "lr", "rank": "rank"},
     ),
     Method(
@@ -271,7 +271,7 @@ METHODS = (
         ggt_memory,
         metric,
         bits=ggt_bits,
-        reference="ALGORITHMS.md §D5; arXiv 2306.06098",
+        reference="docs/theory/compressed.md §D5; arXiv 2306.06098",
         roles={"rank": "rank"},
     ),
 )

@@ -1,4 +1,4 @@
-r"""Extreme Tensoring — ``extreme_tensoring`` (ALGORITHMS.md §C2; Chen, Agarwal, Hazan, Zhang, Zhang,
+r"""Extreme Tensoring — ``extreme_tensoring`` (docs/theory/tensored.md §C2; Chen, Agarwal, Hazan, Zhang, Zhang,
 arXiv 1902.04620, ICLR 2020). No official code: the rule is [reconstructed] from the abstract and Shampoo's
 tensor case, and its bound is derived in memopt_theory/bounds/tensored.py.
 
@@ -24,7 +24,7 @@ Guarantee
 
 References
 ----------
-Chen, Agarwal, Hazan, Zhang, Zhang, arXiv 1902.04620 (Extreme Tensoring); ALGORITHMS.md §C2.
+Chen, Agarwal, Hazan, Zhang, Zhang, arXiv 1902.04620 (Extreme Tensoring); docs/theory/tensored.md §C2.
 
 Example
 -------
@@ -192,7 +192,7 @@ METHODS = (
         update,
         memory,
         metric,
-        reference="ALGORITHMS.md §C2",
+        reference="docs/theory/tensored.md §C2",
         guarantee=GUARANTEE,
     ),
 )

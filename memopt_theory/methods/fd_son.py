@@ -1,4 +1,4 @@
-r"""FD-SON and RFD-SON — ``fd_son``, ``rfd_son`` (Luo et al. 2016; Luo et al. 2019; ALGORITHMS.md §B7, §B4).
+r"""FD-SON and RFD-SON — ``fd_son``, ``rfd_son`` (Luo et al. 2016; Luo et al. 2019; docs/theory/sketching.md §B7, §B4).
 
 Update
 ------
@@ -21,7 +21,7 @@ Guarantee
 
 References
 ----------
-Luo et al. 2016 (FD-SON); official Sketchy OCO testbed FD_SON; ALGORITHMS.md §B7, §B4; Luo et al. 2019 (RFD-SON, RFD0 at delta=0); official Sketchy OCO testbed RFD_SON; ALGORITHMS.md §B7.
+Luo et al. 2016 (FD-SON); official Sketchy OCO testbed FD_SON; docs/theory/sketching.md §B7, §B4; Luo et al. 2019 (RFD-SON, RFD0 at delta=0); official Sketchy OCO testbed RFD_SON; docs/theory/sketching.md §B7.
 
 Example
 -------
@@ -141,7 +141,7 @@ METHODS = (
         memory,
         metric,
         full_step=True,
-        reference="Luo et al. 2016 (FD-SON); official Sketchy OCO testbed FD_SON; ALGORITHMS.md §B7, §B4",
+        reference="Luo et al. 2016 (FD-SON); official Sketchy OCO testbed FD_SON; docs/theory/sketching.md §B7, §B4",
         roles={"lr": "lr", "sketch_size": "ell"},
     ),
     Method(
@@ -152,7 +152,7 @@ METHODS = (
         memory,
         metric,
         full_step=True,
-        reference="Luo et al. 2019 (RFD-SON, RFD0 at delta=0); official Sketchy OCO testbed RFD_SON; ALGORITHMS.md §B7",
+        reference="Luo et al. 2019 (RFD-SON, RFD0 at delta=0); official Sketchy OCO testbed RFD_SON; docs/theory/sketching.md §B7",
         roles={"lr": "lr", "sketch_size": "ell"},
     ),
 )

@@ -1,4 +1,4 @@
-r"""GaLore — ``galore`` (reference point; ALGORITHMS.md §D8; Zhao et al., ICML 2024; jiaweizzhao/GaLore).
+r"""GaLore — ``galore`` (reference point; docs/theory/compressed.md §D8; Zhao et al., ICML 2024; jiaweizzhao/GaLore).
 
 Update
 ------
@@ -27,7 +27,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §D8; arXiv 2403.03507.
+docs/theory/compressed.md §D8; arXiv 2403.03507.
 
 Example
 -------
@@ -165,7 +165,7 @@ METHODS = (
         memory,
         metric,
         full_step=True,
-        reference="ALGORITHMS.md §D8; arXiv 2403.03507",
+        reference="docs/theory/compressed.md §D8; arXiv 2403.03507",
         roles={"lr": "lr", "rank": "rank"},
     ),
 )

@@ -1,4 +1,4 @@
-r"""GGT — ``ggt`` (ALGORITHMS.md §D3; Agarwal, Bullins, Chen, Hazan, Singh, Zhang, Zhang, ICML 2019).
+r"""GGT — ``ggt`` (docs/theory/compressed.md §D3; Agarwal, Bullins, Chen, Hazan, Singh, Zhang, Zhang, ICML 2019).
 
 Update
 ------
@@ -32,7 +32,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §D3; arXiv 1806.02958.
+docs/theory/compressed.md §D3; arXiv 1806.02958.
 
 Example
 -------
@@ -139,5 +139,13 @@ def metric(state: State, config: Config) -> None:
 
 
 METHODS = (
-    Method("ggt", Config, init, update, memory, metric, reference="ALGORITHMS.md §D3; arXiv 1806.02958"),
+    Method(
+        "ggt",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="docs/theory/compressed.md §D3; arXiv 1806.02958",
+    ),
 )

@@ -1,4 +1,4 @@
-r"""LDAdam — ``ldadam`` (ALGORITHMS.md §D7; Robert, Safaryan, Modoranu, Alistarh, ICLR 2025; IST-DASLab/LDAdam).
+r"""LDAdam — ``ldadam`` (docs/theory/compressed.md §D7; Robert, Safaryan, Modoranu, Alistarh, ICLR 2025; IST-DASLab/LDAdam).
 
 Update
 ------
@@ -38,7 +38,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §D7; arXiv 2410.16103.
+docs/theory/compressed.md §D7; arXiv 2410.16103.
 
 Example
 -------
@@ -229,7 +229,7 @@ METHODS = (
         memory,
         metric,
         full_step=True,
-        reference="ALGORITHMS.md §D7; arXiv 2410.16103",
+        reference="docs/theory/compressed.md §D7; arXiv 2410.16103",
         roles={"lr": "lr", "rank": "rank"},
     ),
 )

@@ -1,4 +1,4 @@
-r"""M-FAC — ``mfac`` (ALGORITHMS.md §D4; Frantar, Kurtic, Alistarh, NeurIPS 2021; IST-DASLab/M-FAC).
+r"""M-FAC — ``mfac`` (docs/theory/compressed.md §D4; Frantar, Kurtic, Alistarh, NeurIPS 2021; IST-DASLab/M-FAC).
 
 Update
 ------
@@ -29,7 +29,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §D4; arXiv 2107.03356.
+docs/theory/compressed.md §D4; arXiv 2107.03356.
 
 Example
 -------
@@ -185,5 +185,13 @@ def metric(state: State, config: Config) -> None:
 
 
 METHODS = (
-    Method("mfac", Config, init, update, memory, metric, reference="ALGORITHMS.md §D4; arXiv 2107.03356"),
+    Method(
+        "mfac",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="docs/theory/compressed.md §D4; arXiv 2107.03356",
+    ),
 )

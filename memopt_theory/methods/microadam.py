@@ -1,4 +1,4 @@
-r"""MicroAdam — ``microadam`` (reference point; ALGORITHMS.md §D8; Modoranu et al., NeurIPS 2024;
+r"""MicroAdam — ``microadam`` (reference point; docs/theory/compressed.md §D8; Modoranu et al., NeurIPS 2024;
 IST-DASLab/ISTA-DASLab-Optimizers).
 
 Update
@@ -31,7 +31,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §D8; arXiv 2405.15593.
+docs/theory/compressed.md §D8; arXiv 2405.15593.
 
 Example
 -------
@@ -199,7 +199,7 @@ METHODS = (
         metric,
         bits=bits,
         full_step=True,
-        reference="ALGORITHMS.md §D8; arXiv 2405.15593",
+        reference="docs/theory/compressed.md §D8; arXiv 2405.15593",
         roles={"lr": "lr"},
     ),
 )

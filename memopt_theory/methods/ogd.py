@@ -1,4 +1,4 @@
-r"""Online gradient descent — ``ogd`` (ALGORITHMS.md §A1; Zinkevich 2003).
+r"""Online gradient descent — ``ogd`` (docs/theory/baselines.md §A1; Zinkevich 2003).
 
 Update
 ------
@@ -16,7 +16,7 @@ Guarantee
 
 References
 ----------
-Zinkevich 2003; Hazan, Introduction to Online Convex Optimization, Thm 3.1; ALGORITHMS.md §A1.
+Zinkevich 2003; Hazan, Introduction to Online Convex Optimization, Thm 3.1; docs/theory/baselines.md §A1.
 
 Example
 -------
@@ -134,5 +134,14 @@ GUARANTEE = Guarantee(
 )
 
 METHODS = (
-    Method("ogd", Config, init, update, memory, metric, reference="ALGORITHMS.md §A1", guarantee=GUARANTEE),
+    Method(
+        "ogd",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="docs/theory/baselines.md §A1",
+        guarantee=GUARANTEE,
+    ),
 )

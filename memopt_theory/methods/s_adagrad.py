@@ -1,4 +1,4 @@
-r"""Sketchy AdaGrad — ``s_adagrad`` (Feinberg et al. 2023, Algorithm 2; ALGORITHMS.md §B3).
+r"""Sketchy AdaGrad — ``s_adagrad`` (Feinberg et al. 2023, Algorithm 2; docs/theory/sketching.md §B3).
 
 Update
 ------
@@ -21,7 +21,7 @@ Guarantee
 
 References
 ----------
-Feinberg et al. 2023 (Sketchy), Alg. 2; ALGORITHMS.md §B3.
+Feinberg et al. 2023 (Sketchy), Alg. 2; docs/theory/sketching.md §B3.
 
 Example
 -------
@@ -132,7 +132,7 @@ METHODS = (
         update,
         memory,
         metric,
-        reference="Feinberg et al. 2023 (Sketchy), Alg. 2; ALGORITHMS.md §B3",
+        reference="Feinberg et al. 2023 (Sketchy), Alg. 2; docs/theory/sketching.md §B3",
         guarantee=GUARANTEE,
         roles={"sketch_size": "ell"},
     ),

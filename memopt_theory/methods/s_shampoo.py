@@ -1,4 +1,4 @@
-r"""Sketchy Shampoo — ``s_shampoo`` (ALGORITHMS.md §B5; Feinberg et al., NeurIPS 2023, arXiv 2302.03764,
+r"""Sketchy Shampoo — ``s_shampoo`` (docs/theory/sketching.md §B5; Feinberg et al., NeurIPS 2023, arXiv 2302.03764,
 Algorithm 3).
 
 Update
@@ -10,7 +10,7 @@ order p (shape (n_1, …, n_p); a matrix: L for mode 1, R for mode 2), per mode 
     H̃^i_t = H̄^i_t + (ε + ρ^i_{1:t}) I_{n_i}
     u_t = G_t ×_1 (H̃^1_t)^{−1/(2p)} ×_2 … ×_p (H̃^p_t)^{−1/(2p)},       H_t = ⊗_i (H̃^i_t)^{1/(2p)}.
 
-ε is kept every step (ALGORITHMS.md: "memopt keeps ε every step", which makes Theorem 5 hold verbatim);
+ε is kept every step (docs/theory/README.md: "memopt keeps ε every step", which makes Theorem 5 hold verbatim);
 ε = 0 is allowed, negative powers then being pseudo-inverses (§0 cutoff). With H̄ = U diag(s) Uᵀ and
 c = ε + ρ, (H̃)^{−e} = U diag((s + c)^{−e} − c^{−e}) Uᵀ + c^{−e} I is applied in O(n k) per column, never as an
 n×n matrix (only ``metric`` builds the dense factors). Oracle: ℓ ≥ n_i for every mode ⇒ H̃^i_t equals
@@ -27,7 +27,7 @@ Guarantee
 
 References
 ----------
-Feinberg et al. 2023 (Sketchy), Alg. 3 and Thm 5; ALGORITHMS.md §B5.
+Feinberg et al. 2023 (Sketchy), Alg. 3 and Thm 5; docs/theory/sketching.md §B5.
 
 Example
 -------
@@ -195,7 +195,7 @@ METHODS = (
         update,
         memory,
         metric,
-        reference="ALGORITHMS.md §B5; Sketchy Alg. 3",
+        reference="docs/theory/sketching.md §B5; Sketchy Alg. 3",
         guarantee=GUARANTEE,
         roles={"sketch_size": "ell"},
     ),

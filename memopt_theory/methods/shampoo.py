@@ -1,4 +1,4 @@
-r"""Shampoo — ``shampoo`` (ALGORITHMS.md §C1; Gupta, Koren, Singer, ICML 2018, arXiv 1802.09568).
+r"""Shampoo — ``shampoo`` (docs/theory/tensored.md §C1; Gupta, Koren, Singer, ICML 2018, arXiv 1802.09568).
 
 Update
 ------
@@ -24,7 +24,7 @@ Guarantee
 
 References
 ----------
-Gupta, Koren, Singer 2018 (Shampoo), Thms 3 and 7; ALGORITHMS.md §C1.
+Gupta, Koren, Singer 2018 (Shampoo), Thms 3 and 7; docs/theory/tensored.md §C1.
 
 Example
 -------
@@ -169,6 +169,13 @@ GUARANTEE = Guarantee(
 
 METHODS = (
     Method(
-        "shampoo", Config, init, update, memory, metric, reference="ALGORITHMS.md §C1", guarantee=GUARANTEE
+        "shampoo",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="docs/theory/tensored.md §C1",
+        guarantee=GUARANTEE,
     ),
 )

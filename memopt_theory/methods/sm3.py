@@ -1,4 +1,4 @@
-r"""SM3 — ``sm3`` (ALGORITHMS.md §C4; Anil, Gupta, Koren, Singer, NeurIPS 2019, arXiv 1901.11150).
+r"""SM3 — ``sm3`` (docs/theory/tensored.md §C4; Anil, Gupta, Koren, Singer, NeurIPS 2019, arXiv 1901.11150).
 
 Update
 ------
@@ -30,7 +30,7 @@ Guarantee
 
 References
 ----------
-Anil, Gupta, Koren, Singer 2019 (SM3); ALGORITHMS.md §C4.
+Anil, Gupta, Koren, Singer 2019 (SM3); docs/theory/tensored.md §C4.
 
 Example
 -------
@@ -212,5 +212,14 @@ GUARANTEE = Guarantee(
 )
 
 METHODS = (
-    Method("sm3", Config, init, update, memory, metric, reference="ALGORITHMS.md §C4", guarantee=GUARANTEE),
+    Method(
+        "sm3",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="docs/theory/tensored.md §C4",
+        guarantee=GUARANTEE,
+    ),
 )

@@ -1,4 +1,4 @@
-r"""SMMF — ``smmf`` (ALGORITHMS.md §D6; Park & Lee, AAAI 2025, arXiv 2412.08894; eai-lab/SMMF).
+r"""SMMF — ``smmf`` (docs/theory/compressed.md §D6; Park & Lee, AAAI 2025, arXiv 2412.08894; eai-lab/SMMF).
 
 Update
 ------
@@ -36,7 +36,7 @@ Guarantee
 
 References
 ----------
-ALGORITHMS.md §D6; arXiv 2412.08894.
+docs/theory/compressed.md §D6; arXiv 2412.08894.
 
 Example
 -------
@@ -200,7 +200,7 @@ METHODS = (
         metric,
         bits=bits,
         full_step=True,
-        reference="ALGORITHMS.md §D6; arXiv 2412.08894",
+        reference="docs/theory/compressed.md §D6; arXiv 2412.08894",
         roles={"lr": "lr"},
     ),
 )

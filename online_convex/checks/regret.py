@@ -7,7 +7,7 @@ signs, Sketchy's Observation 2, or a real scikit-learn data set), a loss (linear
 squares), a domain (ℓ2 ball, or a box for diagonal AdaGrad) and a horizon, runs every seed of the stream in
 one batched loop, and returns the (measured, bound) pair with the worst ratio over seeds and checkpoints.
 
-The theorems (ALGORITHMS.md §A1–A3, §B3; [reconstructed] there, re-derived here):
+The theorems (docs/theory/baselines.md §A1–A3, docs/theory/sketching.md §B3; [reconstructed] there, re-derived here):
 
 * Lemma L1 (adaptive mirror descent). H_t ⪰ H_{t−1} ⪰ 0 (H_0 = 0), g_t ∈ range H_t,
   x_{t+1} = Π_K^{H_t}(x_t − ηH_t^+g_t). The generalised Pythagoras inequality of Π^{H_t} gives
@@ -144,22 +144,26 @@ def s_adagrad_check(seed: int, fast: bool) -> tuple[float, float]:
 
 
 CHECKS = (
-    Check("OGD regret <= (3/2)GD sqrt(T)", "Zinkevich 2003; ALGORITHMS.md A1", ogd_check, 20, 4),
+    Check("OGD regret <= (3/2)GD sqrt(T)", "Zinkevich 2003; docs/theory/baselines.md §A1", ogd_check, 20, 4),
     Check(
         "AdaGrad-diag regret <= sqrt2 Dinf sum_i |g_i|",
-        "Duchi et al. 2011; ALGORITHMS.md A2",
+        "Duchi et al. 2011; docs/theory/baselines.md §A2",
         adagrad_diag_check,
         20,
         4,
     ),
     Check(
         "AdaGrad-full regret <= sqrt2 D tr G^1/2",
-        "Duchi et al. 2011; ALGORITHMS.md A3",
+        "Duchi et al. 2011; docs/theory/baselines.md §A3",
         adagrad_full_check,
         20,
         4,
     ),
     Check(
-        "S-AdaGrad regret <= Cor. 4", "Feinberg et al. 2023, Cor. 4; ALGORITHMS.md B3", s_adagrad_check, 20, 4
+        "S-AdaGrad regret <= Cor. 4",
+        "Feinberg et al. 2023, Cor. 4; docs/theory/sketching.md §B3",
+        s_adagrad_check,
+        20,
+        4,
     ),
 )

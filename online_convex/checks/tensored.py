@@ -138,49 +138,53 @@ def _worst(trace, bound: np.ndarray) -> tuple[float, float]:
 
 def shampoo_oco(seed: int, fast: bool) -> tuple[float, float]:
     r"""Shampoo on matrix OCO, projection in ‖·‖_{L_t^{1/4}⊗R_t^{1/4}}: regret_t ≤ (D²/2η + ηr)·tr L_t^{1/4}·tr R_t^{1/4}
-    (Gupta et al. 2018; ALGORITHMS.md §C1), r = max_t rank G_t."""
+    (Gupta et al. 2018; docs/theory/tensored.md §C1), r = max_t rank G_t."""
     return _worst(*tensored_instance("shampoo", seed, fast))
 
 
 def s_shampoo_oco(seed: int, fast: bool) -> tuple[float, float]:
     r"""S-Shampoo on matrix OCO, projection in ‖·‖_{L̃_t^{1/4}⊗R̃_t^{1/4}}, any ℓ: regret_t ≤ (D²/2η + ηr)·(tr L_t^{1/4} +
-    mΩ_L^{1/4})(tr R_t^{1/4} + nΩ_R^{1/4}) (Feinberg et al. 2023, Theorem 5; ALGORITHMS.md §B5)."""
+    mΩ_L^{1/4})(tr R_t^{1/4} + nΩ_R^{1/4}) (Feinberg et al. 2023, Theorem 5; docs/theory/sketching.md §B5)."""
     return _worst(*tensored_instance("s_shampoo", seed, fast))
 
 
 def extreme_tensoring_oco(seed: int, fast: bool) -> tuple[float, float]:
     r"""Extreme Tensoring on matrix OCO (the m×n iterate reshaped to order p ≤ 3), diagonal H_t-norm projection:
-    regret_t ≤ (D_∞²/2η + η)·Π_i Σ_k h^{(i)}_t[k]^{1/(2p)} (Chen et al. 2020; ALGORITHMS.md §C2)."""
+    regret_t ≤ (D_∞²/2η + η)·Π_i Σ_k h^{(i)}_t[k]^{1/(2p)} (Chen et al. 2020; docs/theory/tensored.md §C2)."""
     return _worst(*tensored_instance("extreme_tensoring", seed, fast))
 
 
 def sm3_oco(seed: int, fast: bool) -> tuple[float, float]:
     r"""SM3-I on matrix OCO (covers: slices, singletons, all), diagonal projection: regret_t ≤ (D_∞²/2η + η)·Σ_i √ν_t(i)
-    (Anil et al. 2019; ALGORITHMS.md §C4)."""
+    (Anil et al. 2019; docs/theory/tensored.md §C4)."""
     return _worst(*tensored_instance("sm3", seed, fast))
 
 
 CHECKS = (
     Check(
         "OCO Shampoo regret <= (D^2/2eta + eta r) trL^1/4 trR^1/4",
-        "Gupta et al. 2018; ALGORITHMS.md C1",
+        "Gupta et al. 2018; docs/theory/tensored.md §C1",
         shampoo_oco,
         12,
         3,
     ),
     Check(
-        "OCO S-Shampoo regret <= Thm 5", "Feinberg et al. 2023, Thm 5; ALGORITHMS.md B5", s_shampoo_oco, 12, 3
+        "OCO S-Shampoo regret <= Thm 5",
+        "Feinberg et al. 2023, Thm 5; docs/theory/sketching.md §B5",
+        s_shampoo_oco,
+        12,
+        3,
     ),
     Check(
         "OCO Extreme Tensoring regret <= ET bound",
-        "Chen et al. 2020; ALGORITHMS.md C2",
+        "Chen et al. 2020; docs/theory/tensored.md §C2",
         extreme_tensoring_oco,
         12,
         3,
     ),
     Check(
         "OCO SM3-I regret <= (D_inf^2/2eta + eta) sum sqrt(nu)",
-        "Anil et al. 2019; ALGORITHMS.md C4",
+        "Anil et al. 2019; docs/theory/tensored.md §C4",
         sm3_oco,
         12,
         3,

@@ -1,4 +1,4 @@
-"""Every notebook runs top to bottom in fast mode through a real Jupyter kernel (STYLE.md §2.7).
+"""Every notebook runs top to bottom in fast mode through a real Jupyter kernel.
 
 The notebooks are jupytext py:percent files; jupytext turns each into a notebook in memory and nbclient
 executes it in a fresh ``python3`` kernel with ``MEMOPT_FAST=1`` and ``MPLBACKEND=Agg``. Any cell error fails.

@@ -152,7 +152,7 @@ def test_singular_h_is_the_tikhonov_limit(dom, kind):
 
 
 def test_ball_singular_low_rank_follows_spec_b3():
-    """ALGORITHMS.md §B3 step 5, c = 0 and ‖UUᵀy‖ ≤ R: x = UUᵀy + a(I − UUᵀ)y with the largest a ∈ [0, 1]
+    """docs/theory/sketching.md §B3 step 5, c = 0 and ‖UUᵀy‖ ≤ R: x = UUᵀy + a(I − UUᵀ)y with the largest a ∈ [0, 1]
     keeping ‖x‖ ≤ R, i.e. a = √((R² − ‖UUᵀy‖²)/‖(I − UUᵀ)y‖²) (Pythagoras: the two parts are orthogonal)."""
     d, R = 6, 2.0
     U = torch.linalg.qr(torch.randn(d, 2, generator=gen(3), dtype=F64)).Q

@@ -44,7 +44,7 @@ def test_small_run_writes_results_plot_and_table(tmp_path, capsys):
     np.testing.assert_array_equal(arrays["cum_loss"], direct.cum_loss)
     np.testing.assert_array_equal(arrays["bound"], direct.bound)
     assert meta["memory_scalars"] == 36  # d² for full-matrix AdaGrad
-    # the table's memory column is the closed form (ALGORITHMS.md E.2): S-AdaGrad min(ℓ−1, d)(d+1) + 1
+    # the table's memory column is the closed form (docs/theory/bounds.md §E.2): S-AdaGrad min(ℓ−1, d)(d+1) + 1
     assert {r["method"]: r["memory"] for r in summary["rows"]}["s_adagrad (ℓ=4)"] == 3 * 7 + 1
 
 
@@ -124,7 +124,7 @@ def test_plot_lines_are_the_trace_medians_and_bounds():
 
 def test_config_option_reaches_the_learner_and_its_bound(tmp_path, capsys):
     """``--config sm3.variant=I``: the stored trace is that of a direct run of SM3-I (whose regret theorem,
-    ALGORITHMS.md §C4, gives a bound; the default variant II has none), and the bound is drawn and holds."""
+    docs/theory/tensored.md §C4, gives a bound; the default variant II has none), and the bound is drawn and holds."""
     argv = ["regret", "--problem", "matrix-linear", "--d", "3", "--T", "40", "--seeds", "2", "--checkpoints", "6",
             "--methods", "sm3", "--config", "sm3.variant=I", "--config", "sm3.eps=0", "--out", str(tmp_path), "--no-plot"]  # fmt: skip
     assert main(argv) == 0  # rc 0: every drawn bound held

@@ -1,4 +1,4 @@
-"""Battery cases for the compressed family (ALGORITHMS.md §D): ggt, mfac, ef_mfac, ef_ggt, smmf, ldadam; memory is
+"""Battery cases for the compressed family (docs/theory/compressed.md §D): ggt, mfac, ef_mfac, ef_ggt, smmf, ldadam; memory is
 checked on vectors, matrices and a conv-shaped 4-D tensor (§E.2: closed form = counted tensors)."""
 
 from memopt_theory import methods

@@ -1,4 +1,4 @@
-"""Battery cases for the tensored family (ALGORITHMS.md §C, S-Shampoo §B5): matrix-shaped runs, memory
+"""Battery cases for the tensored family (docs/theory/tensored.md §C, S-Shampoo §B5): matrix-shaped runs, memory
 checked on vectors, matrices, 3-D and conv-shaped 4-D tensors (§E.2: closed form = counted tensors)."""
 
 from memopt_theory import methods

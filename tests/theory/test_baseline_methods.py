@@ -1,4 +1,4 @@
-"""The baselines (ALGORITHMS.md §A1–A4) against independent float64 references, and their bad input.
+"""The baselines (docs/theory/baselines.md §A1–A4) against independent float64 references, and their bad input.
 
 * ``ogd`` and ``adagrad_diag`` in closed loop against the official testbed's unsketched learners OGD and ADA,
   re-implemented here in numpy from §B4's text (w ← w − lr·g/√(t + δ); h ← h + g², h_0 = δ1,

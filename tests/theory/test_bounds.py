@@ -1,5 +1,5 @@
 """The bound functions against brute-force float64 evaluation, the E.1 sandwiches, A3's variational identity,
-and the theorem checks of ``memopt verify`` that live in memopt_theory.checks (ALGORITHMS.md §A, §B3, §E).
+and the theorem checks of ``memopt verify`` that live in memopt_theory.checks (docs/theory/baselines.md §A, docs/theory/sketching.md §B3, docs/theory/bounds.md §E).
 
 Tolerances: brute-force references use scipy's sqrtm / numpy's eigvalsh / the SVD of the rows on ≤ 8×8 matrices
 with entries ≤ 1e2, so eigenvalues carry round-off ≲ d·ε·λ_1 ≈ 1e-15·λ_1; sums and products of them are compared

@@ -1,4 +1,4 @@
-"""GGT, M-FAC and EFCP against brute-force float64 linear algebra (ALGORITHMS.md §D3–D5); bad input (item 9).
+"""GGT, M-FAC and EFCP against brute-force float64 linear algebra (docs/theory/compressed.md §D3–D5); bad input (item 9).
 
 SMMF, LDAdam, GaLore and MicroAdam: tests/theory/test_moment_compression.py."""
 

@@ -1,4 +1,4 @@
-"""Compressors and error feedback (ALGORITHMS.md §D1–D2): contraction constants as properties, EF identities.
+"""Compressors and error feedback (docs/theory/compressed.md §D1–D2): contraction constants as properties, EF identities.
 
 The constants are derived in the docstring of memopt_theory.compressors.
 """

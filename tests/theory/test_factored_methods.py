@@ -1,4 +1,4 @@
-"""Adafactor (ALGORITHMS.md §C3) and CAME (§C5): factored second moments against dense float64 oracles.
+"""Adafactor (docs/theory/tensored.md §C3) and CAME (§C5): factored second moments against dense float64 oracles.
 
 Oracles: the dense EMA of G² + ε1 computed here, its rank-one fit (V1)(1ᵀV)/(1ᵀV1), Adam (the bias-corrected
 schedule), and first steps derived by hand. Tolerance 1e-10 relative: ≤ 8 float64 steps of elementwise

@@ -1,5 +1,5 @@
 """memopt_theory.linalg against brute force: scipy's Schur-based sqrtm / fractional_matrix_power, numpy's pinv and
-the SVD of a factor (ALGORITHMS.md §0: PSD powers through eigh in float64, pseudo-inverse below τ = n·ε·λ_1).
+the SVD of a factor (docs/theory/bounds.md §0: PSD powers through eigh in float64, pseudo-inverse below τ = n·ε·λ_1).
 
 Tolerances: matrices are n ≤ 6 with entries ≤ 10 and, where invertible, smallest eigenvalue ≥ 0.1 (SPD draws are
 M Mᵀ + 0.1·I), so condition numbers are ≲ 1e4; both sides are backward stable, so powers with |p| ≤ 2 agree to

@@ -1,5 +1,5 @@
 """benchmarks/memory_table.py and memory_compressed.py: the printed tables and the memory targets of issues 5
-and 6 (ALGORITHMS.md §E.2), from the closed forms the battery checks against counted tensors."""
+and 6 (docs/theory/bounds.md §E.2), from the closed forms the battery checks against counted tensors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The closed-form memory model (ALGORITHMS.md §E.2) equals the counted tensors for every registered method over
+"""The closed-form memory model (docs/theory/bounds.md §E.2) equals the counted tensors for every registered method over
 a range of shapes: sizes 1 and 2, a prime, a power of two, matrices with a unit axis either side, and order-3
 and order-4 tensors (the battery checks each method on its own few shapes; this sweeps one common list)."""
 

@@ -1,4 +1,4 @@
-"""Adam-type methods with compressed optimiser states against their oracles (ALGORITHMS.md §D6–D8):
+"""Adam-type methods with compressed optimiser states against their oracles (docs/theory/compressed.md §D6–D8):
 SMMF (factored moments, packed signs), LDAdam (moving low-rank basis), GaLore and MicroAdam (reference points)."""
 
 from __future__ import annotations

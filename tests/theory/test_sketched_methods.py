@@ -1,4 +1,4 @@
-"""The sketched AdaGrad family against independent float64 references (ALGORITHMS.md §B3, §B4, §B6, §B7).
+"""The sketched AdaGrad family against independent float64 references (docs/theory/sketching.md §B3, §B4, §B6, §B7).
 
 * the official OCO testbed step, re-implemented here from B4's text alone (numpy, ℓ×d SVD of diag(e)P with the
   last row overwritten), run in closed loop on a logistic stream: memopt's methods follow it to 1e-8;
@@ -19,7 +19,7 @@ from memopt_theory import methods
 from memopt_theory.sketches import sketchy_covariance
 
 # ---------------------------------------------------------------------------------------------------------
-# Independent reference: the official testbed's sketched step, from ALGORITHMS.md §B4 (float64 numpy)
+# Independent reference: the official testbed's sketched step, from docs/theory/sketching.md §B4 (float64 numpy)
 
 VARIANTS = {  # name: (c_sk(t, lr), c_alpha, eta_eff(lr))
     "S_ADA": (lambda t, lr: 1.0, 1.0, lambda lr: lr),
@@ -183,7 +183,7 @@ def full_adagrad_by_svd(rows: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("delta", [0.0, 1e-3])
 def test_s_adagrad_with_ell_at_least_d_is_full_adagrad_inside(ell_extra, delta):
     """ℓ ≥ d ⇒ G̃_t = G_t + δI exactly (ℓ = d: every eigenvalue shifts by ρ_t and ρ is added back; ℓ > d: no
-    shrink), so the directions equal adagrad_full δ-inside. 40 steps, d = 6 (ALGORITHMS.md B3 measured 7e-15).
+    shrink), so the directions equal adagrad_full δ-inside. 40 steps, d = 6 (docs/theory/sketching.md §B3 measured 7e-15).
     Tolerance 1e-9 relative: two different factorizations (SVD of [U√s, g] vs eigh of G_t) of matrices with
     condition number ≲ 1e3 over 40 steps differ by ~1e3·40·ε ≈ 1e-11.
 

@@ -1,4 +1,4 @@
-"""Frequent Directions on hypothesis-generated streams, against brute-force float64 Gram matrices (ALGORITHMS.md B1, B2).
+"""Frequent Directions on hypothesis-generated streams, against brute-force float64 Gram matrices (docs/theory/sketching.md §B1, §B2).
 
 Tolerances. Every comparison below is between the sketch and an exact Gram matrix; the sketch's only errors are
 (i) round-off: each FD step is one SVD whose backward error in the Gram is ≲ (k + r)·ε·‖Z‖² ≤ (ℓ + r)·ε·λ_1(G_T),
@@ -245,7 +245,7 @@ def test_rfd_half_error(stream):
 
 
 def test_measured_instance_of_the_spec():
-    """ALGORITHMS.md B2 reports d = 30, ℓ = 6, T = 200: ρ_{1:T} ≤ Ω_ℓ with a trace identity to 1e-12. Here the
+    """docs/theory/sketching.md §B2 reports d = 30, ℓ = 6, T = 200: ρ_{1:T} ≤ Ω_ℓ with a trace identity to 1e-12. Here the
     same sizes on a seeded decaying spectrum: the identity holds to 1e-12·tr G_T and the bound strictly."""
     gen = torch.Generator().manual_seed(0)
     A = torch.randn(200, 30, generator=gen, dtype=torch.float64) * torch.linspace(

@@ -1,4 +1,4 @@
-"""Reductions, hand-derived cases and bad input for the tensored family (ALGORITHMS.md §C1–C5, §B5).
+"""Reductions, hand-derived cases and bad input for the tensored family (docs/theory/tensored.md §C1–C5, docs/theory/sketching.md §B5).
 
 Every comparison is against an independent computation: another registered method (full-matrix or diagonal
 AdaGrad, Adam), a brute-force float64 formula written here with scipy/numpy, or a case derived by hand in the

@@ -28,7 +28,7 @@ def test_memory_1024_closed_form_equals_counted_for_every_method(capsys):
 
 def test_memory_ell_and_lr_apply_to_every_method_that_has_them(capsys):
     """--ell sets ℓ wherever a Config has it (before: only where ℓ had no default, so s_adagrad silently kept
-    ℓ = 8). S-AdaGrad on d = 64 at ℓ = 4 keeps min(ℓ−1, d)(d+1) + 1 = 3·65 + 1 scalars (ALGORITHMS.md E.2)."""
+    ℓ = 8). S-AdaGrad on d = 64 at ℓ = 4 keeps min(ℓ−1, d)(d+1) + 1 = 3·65 + 1 scalars (docs/theory/bounds.md §E.2)."""
     assert main(["memory", "--shape", "64", "--ell", "4", "--methods", "s_adagrad,ada_fd"]) == 0
     rows = _rows(capsys.readouterr().out)
     assert rows["s_adagrad"][1] == f"{3 * 65 + 1:,}" and rows["ada_fd"][1] == f"{4 * 65 + 2:,}"
