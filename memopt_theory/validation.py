@@ -69,6 +69,10 @@ def check_grad(grad: Tensor, shape: Sequence[int], *, where: str) -> None:
         )
     if tuple(grad.shape) != tuple(shape):
         raise ValueError(f"{where}: grad has shape {tuple(grad.shape)}; the state expects {tuple(shape)}")
+    if grad.device.type == "meta":
+        raise ValueError(
+            f"{where}: grad is on the meta device (a shape without values); compute it on a real device"
+        )
     bad = ~torch.isfinite(grad)
     if bad.any():
         raise ValueError(
