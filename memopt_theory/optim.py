@@ -16,8 +16,8 @@ A step is atomic: every update — the new method state, the direction and the n
 and checked to be finite before any parameter or state changes, so a bad gradient (sparse, NaN/inf, on the meta
 device, wrong dtype) or a finite one whose update overflows (a float32 gradient of 1e20 squares to inf) raises one
 ``ValueError`` naming the parameter and leaves parameters and optimizer state as they were. ``lr`` and
-``weight_decay`` must be finite (> 0, ≥ 0), checked at construction and again at every step (a scheduler or a
-hand edit of ``param_groups`` may change them).
+``weight_decay`` must be finite, lr > 0 and weight_decay ≥ 0 at construction, both ≥ 0 again at every step (a
+scheduler or a hand edit of ``param_groups`` may change them; a schedule may end at lr = 0).
 
 Mixed precision: a float16/bfloat16 parameter gets **float32** method state and float32 arithmetic, for every
 method (``memopt_theory.methods._common.resolve_dtype``: half precision cannot hold squared gradients, and
@@ -48,7 +48,7 @@ from memopt_theory import methods
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import resolve_dtype
-from memopt_theory.validation import check_grad
+from memopt_theory.validation import all_finite
 
 __all__ = ["MethodOptimizer", "make_optimizer"]
 
@@ -340,15 +340,16 @@ class MethodOptimizer(torch.optim.Optimizer):
                         f"{where}: the parameter or its gradient is on the meta device (shapes only, no values); "
                         "materialise the model on a real device (e.g. module.to_empty(device='cpu')) first"
                     )
-                check_grad(p.grad, p.shape, where=where)
                 shape, sdt = self._shape(p), self._state_dtype(p)
                 g = p.grad.reshape(shape).to(sdt)
                 x = p.detach().reshape(shape).to(sdt)
                 inner = self._load_inner(p, cfg)
-                try:
+                try:  # the update validates the gradient (dense, floating, finite) itself
                     direction, new = self.method.update(g, inner, cfg, param=x)
                 except (ValueError, torch.linalg.LinAlgError) as e:
                     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                    if not torch.isfinite(g).all():  # a NaN/inf gradient: the update's own message says so
+                        raise ValueError(f"{where}: {msg}") from e
                     raise self._refuse(where, f"the method's update failed ({msg})", g, sdt) from e
                 if self.method.full_step:
                     q = x.sub(direction)
@@ -356,19 +357,25 @@ class MethodOptimizer(torch.optim.Optimizer):
                     q = x.mul(1 - lr * wd) if wd else x
                     q = q.sub(direction, alpha=lr)
                 q = q.to(p.dtype).reshape(p.shape)
+                # q finite implies the direction is (lr > 0; at lr = 0, 0·inf = NaN); state leaves that are the
+                # old tensors were checked when they were stored. One flag per parameter, read after the loop:
+                # on a GPU the checks queue behind the updates and the host waits once per step
+                old = {id(t) for t in _leaves(inner, [])}
+                ok = all_finite(q)
+                for t in _leaves(new, []):
+                    if t.is_floating_point() and id(t) not in old:
+                        ok = ok & all_finite(t).to(ok.device)
+                pending.append((p, q, new, ok, where, g, direction, sdt))
+        for p, _q, new, ok, where, g, direction, sdt in pending:
+            if not bool(ok):
                 if not torch.isfinite(direction).all():
-                    raise self._refuse(where, "the update gave a non-finite direction", g, sdt)
-                if not all(torch.isfinite(s).all() for s in _leaves(new, []) if s.is_floating_point()):
-                    raise self._refuse(where, "the update gave a non-finite method state", g, sdt)
-                if not torch.isfinite(q).all():
-                    raise self._refuse(
-                        where,
-                        f"the new parameter value is not finite in {str(p.dtype).replace('torch.', '')}",
-                        g,
-                        sdt,
-                    )
-                pending.append((p, q, new))
-        for p, q, new in pending:  # nothing changes unless every update succeeded
+                    what = "the update gave a non-finite direction"
+                elif not all(torch.isfinite(t).all() for t in _leaves(new, []) if t.is_floating_point()):
+                    what = "the update gave a non-finite method state"
+                else:
+                    what = f"the new parameter value is not finite in {str(p.dtype).replace('torch.', '')}"
+                raise self._refuse(where, what, g, sdt)
+        for p, q, new, *_ in pending:  # nothing changes unless every update succeeded
             p.copy_(q)
             self._store_inner(p, new)
         return loss

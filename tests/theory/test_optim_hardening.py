@@ -374,3 +374,28 @@ def test_the_same_method_with_other_settings_is_refused_naming_the_tensors():
         ValueError, match=r"saved \{s0: \(30, 7\) float32.*s_adagrad keeps 3 tensors \[\(30, 3\)"
     ):
         b.load_state_dict(sd)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_all_finite_agrees_with_isfinite(dtype):
+    """``validation.all_finite`` (one aminmax reduction) against the elementwise definition
+    ``torch.isfinite(x).all()``: NaN, ±inf anywhere (first, middle, last), the dtype's extremes and subnormals,
+    0-d and empty tensors."""
+    from memopt_theory.validation import all_finite
+
+    fi = torch.finfo(dtype)
+    base = torch.tensor([fi.max, -fi.max, fi.tiny * fi.eps, -0.0, 0.0, 1.0], dtype=dtype)
+    cases = [
+        base,
+        torch.tensor(2.0, dtype=dtype),
+        torch.empty(0, dtype=dtype),
+        torch.empty(3, 0, dtype=dtype),
+    ]
+    for v in (math.nan, math.inf, -math.inf):
+        for i in (0, 2, 5):
+            x = base.clone()
+            x[i] = v
+            cases.append(x)
+        cases.append(torch.tensor(v, dtype=dtype))
+    for x in cases:
+        assert bool(all_finite(x)) == bool(torch.isfinite(x).all()), x
