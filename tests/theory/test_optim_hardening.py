@@ -362,18 +362,30 @@ def test_another_methods_state_dict_is_refused_naming_the_mismatch(name):
 
 
 def test_the_same_method_with_other_settings_is_refused_naming_the_tensors():
-    """s_adagrad with ℓ = 4 keeps a 30×3 basis; a dict saved with ℓ = 8 holds 30×7: the message lists both."""
-    p = nn.Parameter(torch.randn(6, 5))
+    """s_adagrad with ℓ = 4 keeps a 30×3 basis; a dict saved with ℓ = 8 holds 30×7: the message lists both. The
+    same dict with its own ℓ and without the ``method`` key (as saved before the key existed) still loads, and
+    continues exactly as the optimizer that saved it."""
+    gen = torch.Generator().manual_seed(10)
+    p = nn.Parameter(torch.randn(6, 5, generator=gen))
     a = make_optimizer("s_adagrad", [p], lr=0.1, ell=8)
-    p.grad = torch.randn(6, 5)
+    p.grad = torch.randn(6, 5, generator=gen)
     a.step()
     sd = a.state_dict()
-    sd["param_groups"][0]["ell"] = 4
-    b = make_optimizer("s_adagrad", [p], lr=0.1, ell=4)
+    bad = {**sd, "param_groups": [{**sd["param_groups"][0], "ell": 4}]}
+    q = nn.Parameter(p.detach().clone())
+    b = make_optimizer("s_adagrad", [q], lr=0.1, ell=4)
     with pytest.raises(
         ValueError, match=r"saved \{s0: \(30, 7\) float32.*s_adagrad keeps 3 tensors \[\(30, 3\)"
     ):
-        b.load_state_dict(sd)
+        b.load_state_dict(bad)
+    assert len(b.state) == 0 and b.param_groups[0]["ell"] == 4
+    c = make_optimizer("s_adagrad", [q], lr=0.1, ell=8)
+    c.load_state_dict({k: v for k, v in sd.items() if k != "method"})
+    p.grad = torch.randn(6, 5, generator=gen)
+    q.grad = p.grad.clone()
+    a.step()
+    c.step()
+    assert torch.equal(p.detach(), q.detach())
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
