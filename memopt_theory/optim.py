@@ -19,6 +19,15 @@ device, wrong dtype) or a finite one whose update overflows (a float32 gradient 
 ``weight_decay`` must be finite, lr > 0 and weight_decay ≥ 0 at construction, both ≥ 0 again at every step (a
 scheduler or a hand edit of ``param_groups`` may change them; a schedule may end at lr = 0).
 
+A step at lr = 0 follows torch's optimizers: the method state advances as usual (the gradient is absorbed, the
+step counter moves) and the parameter does not move at all — decoupled weight decay, whose size is lr·wd, vanishes
+too, and so does EFCP's η-free decay (``ef_mfac``). A full-step method's update runs with lr = 0 in its Config (the
+pure Configs accept only lr > 0, where an OCO learner makes sense; the optimizer sets 0 on a Config validated at
+lr = 1), so a state that carries lr — Adafactor's momentum of lr-scaled steps — becomes the lr → 0 limit
+(m ← β1·m; its own rule would still move the parameter by that m, the optimizer does not). FD-SON/RFD-SON are the exception: their lr sets the sketched rows √η_t·g_t with η_t = 1/(lr·√t) or
+1/(lr·t), which has no value at lr = 0, so their lr = 0 step leaves state and parameter unchanged (the gradient
+is checked, not absorbed).
+
 Mixed precision: a float16/bfloat16 parameter gets **float32** method state and float32 arithmetic, for every
 method (``memopt_theory.methods._common.resolve_dtype``: half precision cannot hold squared gradients, and
 torch's eigen/SVD/Cholesky routines do not take it); the gradient and parameter are read in float32 and the new
@@ -48,7 +57,7 @@ from memopt_theory import methods
 from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import resolve_dtype
-from memopt_theory.validation import all_finite
+from memopt_theory.validation import all_finite, check_grad
 
 __all__ = ["MethodOptimizer", "make_optimizer"]
 
@@ -115,6 +124,11 @@ def _check_rate(value: Any, name: str, *, where: str, positive: bool) -> None:
         )
 
 
+# methods whose lr is not a step multiplier but scales what the state absorbs (the sketched rows √η_t·g_t with
+# η_t = 1/(lr·√t) or 1/(lr·t)): at lr = 0 they skip the gradient (module docstring)
+_LR_SCALES_THE_STATE = frozenset({"fd_son", "rfd_son"})
+
+
 def _describe(tensors: list) -> str:
     return "[" + ", ".join(f"{tuple(x.shape)} {str(x.dtype).replace('torch.', '')}" for x in tensors) + "]"
 
@@ -153,18 +167,24 @@ class MethodOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _check_group(group: dict, *, where: str, at_step: bool = False) -> None:
-        """lr > 0 (≥ 0 at a step: a schedule such as cosine annealing may end at exactly 0; a full-step method's
-        Config has its own rule) and weight_decay ≥ 0, both finite."""
+        """lr > 0 (≥ 0 at a step and in a loaded state dict: a schedule such as cosine annealing may end at
+        exactly 0, for every method) and weight_decay ≥ 0, both finite."""
         _check_rate(group["lr"], "lr", where=where, positive=not at_step)
         _check_rate(group["weight_decay"], "weight_decay", where=where, positive=False)
 
     def _config(self, group: dict) -> Any:
         kw = {k: v for k, v in group.items() if k in self._fields}
+        zero = "lr" in self._fields and group["lr"] == 0
         if "lr" in self._fields:
-            kw["lr"] = group["lr"]
+            kw["lr"] = (
+                1.0 if zero else group["lr"]
+            )  # a Config takes lr > 0 only: validated at 1, then set to 0
         if "weight_decay" in self._fields:
             kw["weight_decay"] = group["weight_decay"]
-        return self.method.Config(**kw)
+        cfg = self.method.Config(**kw)
+        if zero:
+            object.__setattr__(cfg, "lr", 0.0)
+        return cfg
 
     def _decoupled_wd(self, group: dict) -> float:
         return 0.0 if "weight_decay" in self._fields else float(group["weight_decay"])
@@ -245,7 +265,9 @@ class MethodOptimizer(torch.optim.Optimizer):
                     f"{me}.Config does not have: it was saved by another method or optimizer"
                 )
             try:
-                self._check_group(saved_group, where=f"{me} optimizer: the state dict's param group {gi}")
+                self._check_group(  # a dict saved at the end of a schedule may hold lr = 0
+                    saved_group, where=f"{me} optimizer: the state dict's param group {gi}", at_step=True
+                )
                 cfg = self._config(saved_group)
             except (TypeError, ValueError) as e:
                 raise ValueError(
@@ -342,6 +364,9 @@ class MethodOptimizer(torch.optim.Optimizer):
                     )
                 shape, sdt = self._shape(p), self._state_dtype(p)
                 g = p.grad.reshape(shape).to(sdt)
+                if lr == 0 and me in _LR_SCALES_THE_STATE:
+                    check_grad(g, shape, where=where)
+                    continue
                 x = p.detach().reshape(shape).to(sdt)
                 inner = self._load_inner(p, cfg)
                 try:  # the update validates the gradient (dense, floating, finite) itself
@@ -351,17 +376,20 @@ class MethodOptimizer(torch.optim.Optimizer):
                     if not torch.isfinite(g).all():  # a NaN/inf gradient: the update's own message says so
                         raise ValueError(f"{where}: {msg}") from e
                     raise self._refuse(where, f"the method's update failed ({msg})", g, sdt) from e
-                if self.method.full_step:
-                    q = x.sub(direction)
+                if lr == 0:  # the parameter does not move (module docstring); the direction is still checked
+                    q, ok = None, all_finite(direction)
                 else:
-                    q = x.mul(1 - lr * wd) if wd else x
-                    q = q.sub(direction, alpha=lr)
-                q = q.to(p.dtype).reshape(p.shape)
-                # q finite implies the direction is (lr > 0; at lr = 0, 0·inf = NaN); state leaves that are the
-                # old tensors were checked when they were stored. One flag per parameter, read after the loop:
-                # on a GPU the checks queue behind the updates and the host waits once per step
+                    if self.method.full_step:
+                        q = x.sub(direction)
+                    else:
+                        q = x.mul(1 - lr * wd) if wd else x
+                        q = q.sub(direction, alpha=lr)
+                    q = q.to(p.dtype).reshape(p.shape)
+                    ok = all_finite(q)  # q finite implies the direction is (lr > 0)
+                # state leaves that are the old tensors were checked when they were stored. One flag per
+                # parameter, read after the loop: on a GPU the checks queue behind the updates and the host waits
+                # once per step
                 old = {id(t) for t in _leaves(inner, [])}
-                ok = all_finite(q)
                 for t in _leaves(new, []):
                     if t.is_floating_point() and id(t) not in old:
                         ok = ok & all_finite(t).to(ok.device)
@@ -376,7 +404,8 @@ class MethodOptimizer(torch.optim.Optimizer):
                     what = f"the new parameter value is not finite in {str(p.dtype).replace('torch.', '')}"
                 raise self._refuse(where, what, g, sdt)
         for p, q, new, *_ in pending:  # nothing changes unless every update succeeded
-            p.copy_(q)
+            if q is not None:
+                p.copy_(q)
             self._store_inner(p, new)
         return loss
 

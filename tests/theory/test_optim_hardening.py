@@ -196,6 +196,69 @@ def test_a_group_lr_made_non_finite_or_negative_later_is_refused_at_step(name):
         opt.param_groups[0][key] = lr if key == "lr" else 0.0
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=["fp64", "bf16"])
+@pytest.mark.parametrize("name", NAMES)
+def test_a_step_at_lr_0_advances_the_state_and_leaves_the_parameter(name, dtype):
+    """torch's semantics of lr = 0 (a schedule annealed to 0): the parameter stays bit for bit — with weight decay
+    0.1, so decoupled decay (lr·wd·p), GaLore's lr·wd·(p − step) and EFCP's η-free decay must all vanish — and the
+    method state advances exactly as in the limit lr → 0. The limit is a twin optimizer that took the same two
+    steps and then the same gradient at lr = 1e-300: a state that does not carry lr is bit-identical to the
+    twin's; one that does (Adafactor's momentum m ← β1·m + (1 − β1)·α·U, α = lr·RMS(p), β1 = 0.9 here) differs
+    from the twin's by (1 − β1)·1e-300·|α·U|/lr ≪ 1e-280 — where the optimizer stepping with a placeholder lr
+    would be off by ~1e-2. FD-SON/RFD-SON, whose lr scales the absorbed rows by (lr·√t)^{-1/2}, keep their state
+    (stated in the module). A state dict saved at lr = 0 loads back. Main/before: every full-step method refused
+    lr = 0 ('adam.Config: lr must be in (0.0, inf]'), and a saved group with lr = 0 was refused on load."""
+    lr, kw = _settings(name)
+    if name == "adafactor":
+        kw["beta1"] = 0.9
+    gen = torch.Generator().manual_seed(11)
+    p0 = torch.randn(6, 5, generator=gen).to(dtype)
+    G = torch.randn(3, 6, 5, generator=gen).to(dtype)
+    p, twin = nn.Parameter(p0.clone()), nn.Parameter(p0.clone())
+    opt = make_optimizer(name, [p], lr=lr, weight_decay=0.1, **kw)
+    opt_t = make_optimizer(name, [twin], lr=lr, weight_decay=0.1, **kw)
+    for g in G[:2]:
+        p.grad, twin.grad = g.clone(), g.clone()
+        opt.step()
+        opt_t.step()
+    before, w = _state(opt, p), p.detach().clone()
+    assert not torch.equal(w, p0)  # the first steps moved: lr = 0 is what stops it
+    opt.param_groups[0]["lr"], opt_t.param_groups[0]["lr"] = 0.0, 1e-300
+    p.grad, twin.grad = G[2].clone(), G[2].clone()
+    opt.step()
+    assert p.dtype == dtype and torch.equal(p.detach(), w)
+    if name in ("fd_son", "rfd_son"):  # (their twin has no limit: (1e-300·t)^{-1/2} overflows float32)
+        assert _same_state(opt.state[p], before)
+    else:
+        opt_t.step()
+        assert not _same_state(opt.state[p], before)  # the gradient was absorbed
+        got, want = opt.state[p], opt_t.state[twin]
+        assert got.keys() == want.keys()
+        for k in got:
+            assert got[k].dtype == want[k].dtype
+            torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-280)
+    q = nn.Parameter(w.clone())
+    opt2 = make_optimizer(name, [q], lr=lr, weight_decay=0.1, **kw)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.param_groups[0]["lr"] == 0.0 and _same_state(opt2.state[q], opt.state[p])
+
+
+def test_a_cosine_schedule_annealed_to_0_runs_to_its_end():
+    """CosineAnnealingLR(T_max=6, eta_min=0) gives lr = 0 exactly at its last step: Adam must take all 7 steps,
+    the last leaving the weights where step 6 put them."""
+    p = nn.Parameter(torch.ones(4, 3, dtype=torch.float64))
+    opt = make_optimizer("adam", [p], lr=0.1, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=6, eta_min=0.0)
+    for i in range(7):
+        if i == 6:
+            assert opt.param_groups[0]["lr"] == 0.0
+            w = p.detach().clone()
+        p.grad = torch.full((4, 3), 1.0 + i, dtype=torch.float64)
+        opt.step()
+        sched.step()
+    assert torch.equal(p.detach(), w) and float(opt.state[p]["s2"]) == 7  # Adam's t advanced at lr = 0
+
+
 # --- overflowing gradients --------------------------------------------------------------------------------------
 
 
