@@ -57,16 +57,28 @@ def test_half_precision_parameters_follow_the_float32_trajectory(name, dtype):
     """A bf16/fp16 parameter and a float32 one get the same gradients (values exact in both dtypes, and a linear
     loss, so the gradient does not depend on the iterate). The method state is float32 in both runs and the
     direction does not read the parameter (no weight decay; Adafactor without parameter scaling), so the states
-    — hence the directions d_t — must be bit-identical, and the parameters differ only by roundings:
-    h_t = fl_half(fl32(h_{t−1} − lr·d_t)), r_t = fl32(r_{t−1} − lr·d_t). Round to nearest gives
-    |fl(y) − y| ≤ u·|fl(y)| (u = eps/2, plus half the subnormal spacing below the normal range), and each float32
-    subtraction/product errs by ≤ u32·(|x| + |lr·d|), so elementwise
+    — hence the float32 directions d_t — must be bit-identical.
+
+    Each step is rounded to the half dtype once: h_t = fl_half(y'_t), y'_t the float32 value of
+    y_t = h_{t−1} − lr·d_t (h_{t−1} − d_t for full-step methods). The float32 arithmetic (lr rounded, a product, a
+    subtraction) puts y'_t within δ = 4·u32·(|h_{t−1}| + |lr·d_t|) of y_t computed in float64 from the same
+    float32 inputs (u32 = 2^-24), and rounding is monotone, so h_t must lie in [fl_half(y_t − δ), fl_half(y_t + δ)]
+    — one half value, or two neighbours where y_t is within δ of a midpoint of the half grid (δ is ~2^-13 of a
+    bf16 spacing, ~2^-10 of an fp16 one). d_t comes from the pure update on a float32 state stepped beside the
+    optimizer. Rounding twice — the direction to half first, then the update — is off by up to lr·u_half·|d_t|
+    and leaves that interval; the test checks that its data make the two roundings differ (so it would fail).
+
+    Over the run, the half trajectory stays near the float32 one: round to nearest gives |fl(y) − y| ≤ u·|fl(y)|
+    (u = eps/2, plus half the subnormal spacing below the normal range), and each float32 subtraction/product
+    errs by ≤ u32·(|x| + |lr·d|), so elementwise
         |h_t − r_t| ≤ Σ_{s≤t} [u_half·|h_s| + sub/2 + 2·u32·(|h_{s−1}| + |r_{s−1}| + 2·|r_s − r_{s−1}|)]
     (|lr·d_s| ≤ 2·|r_s − r_{s−1}| with room to spare). State kept in half precision, a doubly rounded step or a
     NaN (main: MicroAdam's first bf16 step, Adam's third fp16 step, 12 methods' raw errors) all break this."""
     lr, kw = _settings(name)
     if name == "adafactor":
         kw["scale_parameter"] = False  # its step scales with RMS(param): the direction would read the iterate
+    m = methods.get(name)
+    cfg = m.Config(**kw, **({"lr": lr} if "lr" in {f.name for f in dataclasses.fields(m.Config)} else {}))
     shape, T = (6, 5), 12
     gen = torch.Generator().manual_seed(5)
     p0 = (0.1 * torch.randn(shape, generator=gen)).to(dtype)  # small start: the steps dominate |p|
@@ -74,9 +86,11 @@ def test_half_precision_parameters_follow_the_float32_trajectory(name, dtype):
     half, ref = nn.Parameter(p0.clone()), nn.Parameter(p0.float())
     opt_h = make_optimizer(name, [half], lr=lr, **kw)
     opt_r = make_optimizer(name, [ref], lr=lr, **kw)
+    st = m.init(shape, cfg, dtype=torch.float32)
     fi = torch.finfo(dtype)
     u_h, u_32, sub = fi.eps / 2, torch.finfo(torch.float32).eps / 2, fi.tiny * fi.eps
     tol = torch.zeros(shape)
+    twice_differs = 0
     for g in G:
         hp, rp = half.detach().float(), ref.detach().clone()
         half.grad, ref.grad = g.clone(), g.float()
@@ -85,9 +99,19 @@ def test_half_precision_parameters_follow_the_float32_trajectory(name, dtype):
         h, r = half.detach().float(), ref.detach()
         assert half.dtype == dtype and torch.isfinite(h).all()
         assert _same_state(opt_h.state[half], opt_r.state[ref])  # float32 state, identical arithmetic
+        d, st = m.update(g.float(), st, cfg, param=hp)
+        step = d.double() if m.full_step else lr * d.double()
+        y, delta = hp.double() - step, 4 * u_32 * (hp.double().abs() + step.abs())
+        lo, hi = (y - delta).to(dtype).double(), (y + delta).to(dtype).double()
+        assert ((lo <= h.double()) & (h.double() <= hi)).all(), (name, float((h.double() - y).abs().max()))
+        d2 = d.to(dtype).float()  # the direction rounded to half first: the double-rounding mutation
+        twice = hp.sub(d2 if m.full_step else d2 * lr).to(dtype).double()
+        twice_differs += int(((twice < lo) | (twice > hi)).sum())
         tol += u_h * h.abs() + sub / 2 + 2 * u_32 * (hp.abs() + rp.abs() + 2 * (r - rp).abs())
         assert ((h - r).abs() <= tol).all(), (name, float((h - r).abs().max()), float(tol.max()))
-    # the check has power: the trajectory moved far more than the rounding allowance
+    # the checks have power: double rounding leaves the interval somewhere, and the trajectory moved far more
+    # than the rounding allowance
+    assert twice_differs > 0
     assert float((ref.detach() - p0.float()).abs().max()) > 4 * float(tol.max())
 
 
