@@ -219,9 +219,15 @@ class Learner:
         except (ValueError, torch.linalg.LinAlgError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise StepRefused(self.method, t, _refusal(g, self.shape, f"the update failed ({msg})")) from e
-        check_finite_step(self.method, t, g, self.shape, direction=u, state=new)
+        # x_t − u or x_t − η·u alone (no projection) cannot fail on a NaN/inf: one check of all three after it.
+        # A projection must not see one (an eigh/SVD of a non-finite metric fails or hangs): check before it
+        plain = self.spec.full_step or (self.domain.name == "unconstrained" and not _bounded(self.domain))
+        before = {} if plain else {"direction": u, "state": new}
+        if before:
+            check_finite_step(self.method, t, g, self.shape, **before)
         x_new = self.move(x, u, new)
-        check_finite_step(self.method, t, g, self.shape, iterate=x_new)
+        after = {"direction": u, "state": new} if plain else {}
+        check_finite_step(self.method, t, g, self.shape, **after, iterate=x_new)
         return x_new, new
 
     def move(self, x: Tensor, u: Tensor, state) -> Tensor:
@@ -300,21 +306,29 @@ def _refusal(g: Tensor, shape: tuple[int, ...], what: str, seeds=None) -> str:
     )
 
 
+def _floating(obj: Any, out: list) -> list:
+    if isinstance(obj, Tensor):
+        if obj.is_floating_point() and obj.numel():
+            out.append(obj.detach())
+    elif isinstance(obj, tuple):
+        for x in obj:
+            _floating(x, out)
+    return out
+
+
 def check_finite_step(method: str, t: int | None, g: Tensor, shape, **named) -> None:
-    """Raise one :class:`StepRefused` if a tensor in ``named`` (direction, state, iterate) holds a NaN/inf, naming the
-    method, round ``t``, the tensor and the seeds (rows of the leading seed axes of ``g``). The fast path is one
-    aminmax reduction per tensor and one host sync; the seeds are located only on failure."""
-    leaves = [leaf for k, v in named.items() for leaf in _named_leaves(v, k)]
-    if not leaves:
-        return
-    ok = all_finite(leaves[0][1])
-    for _, x in leaves[1:]:
-        ok = ok & all_finite(x)
-    if bool(ok):
+    """Raise one :class:`StepRefused` if a tensor in ``named`` (direction, state, iterate) holds a NaN/inf, naming
+    the method, round ``t``, the tensor and the seeds (rows of the leading seed axes of ``g``). The fast path is
+    one aminmax reduction per tensor (NaN reaches both ends, ±inf one) and one host sync for all of them; the
+    tensor and seeds are located only on failure."""
+    tensors = []
+    for v in named.values():
+        _floating(v, tensors)
+    if not tensors or bool(torch.isfinite(torch.stack([e for x in tensors for e in torch.aminmax(x)])).all()):
         return
     shape = tuple(shape)
     batch = tuple(g.shape[: g.ndim - len(shape)])
-    for name, x in leaves:
+    for name, x in [leaf for k, v in named.items() for leaf in _named_leaves(v, k)]:
         if bool(all_finite(x)):
             continue
         rows = _seed_rows(x, shape, batch)
