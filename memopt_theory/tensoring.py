@@ -115,7 +115,7 @@ def to_tensor(x: Tensor, sizes: tuple[int, ...], nbatch: int) -> Tensor:
 def from_tensor(y: Tensor, shape: tuple[int, ...], nbatch: int) -> Tensor:
     """Inverse of :func:`to_tensor`: drop the padding, reshape to B + shape."""
     flat = y.reshape(*y.shape[:nbatch], -1)
-    return flat[..., : math.prod(shape)].reshape(*y.shape[:nbatch], *shape)
+    return flat[..., : math.prod(shape)].reshape(tuple(y.shape[:nbatch]) + tuple(shape))  # shape () allowed
 
 
 def unfold(X: Tensor, i: int, order: int) -> Tensor:

@@ -23,9 +23,10 @@ import torch
 from torch import Tensor
 
 from memopt_theory import methods
+from memopt_theory.validation import all_finite
 from online_convex.problems import RoundData
 
-__all__ = ["Learner", "gradient_bound", "theory_eta_methods"]
+__all__ = ["Learner", "gradient_bound", "theory_eta_methods", "StepRefused", "check_finite_step"]
 
 
 def theory_eta_methods() -> list[str]:
@@ -182,12 +183,36 @@ class Learner:
             )
         return state
 
-    def step(self, g: Tensor, x: Tensor, state) -> tuple[Tensor, Any]:
-        """(x_{t+1}, state_t) from g_t at x_t: Π_K^{H_t}(x_t − η·u_t), u_t, H_t after g_t is absorbed."""
+    def step(self, g: Tensor, x: Tensor, state, *, t: int | None = None) -> tuple[Tensor, Any]:
+        """(x_{t+1}, state_t) from g_t at x_t: Π_K^{H_t}(x_t − η·u_t), u_t, H_t after g_t is absorbed.
+
+        The direction and the new state, then x_{t+1}, are checked finite before they are returned (one
+        reduction per tensor): a finite gradient whose square overflows (1e20 in float32) raises one
+        :class:`StepRefused` (a ValueError) naming the method, the round ``t`` (the simulator adds it) and the
+        seeds, and the caller's state stays as it was (``update`` is pure), so no later round meets a poisoned
+        state."""
+        try:
+            u, new = self.spec.update(g, state, self.config, param=x)
+        except (ValueError, torch.linalg.LinAlgError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise StepRefused(self.method, t, _refusal(g, self.shape, f"the update failed ({msg})")) from e
+        # x_t − u or x_t − η·u alone (no projection) cannot fail on a NaN/inf: one check of all three after it.
+        # A projection must not see one (an eigh/SVD of a non-finite metric fails or hangs): check before it
+        plain = self.spec.full_step or (self.domain.name == "unconstrained" and not _bounded(self.domain))
+        before = {} if plain else {"direction": u, "state": new}
+        if before:
+            check_finite_step(self.method, t, g, self.shape, **before)
+        x_new = self.move(x, u, new)
+        after = {"direction": u, "state": new} if plain else {}
+        check_finite_step(self.method, t, g, self.shape, **after, iterate=x_new)
+        return x_new, new
+
+    def move(self, x: Tensor, u: Tensor, state) -> Tensor:
+        """x_{t+1} = Π_K^{H_t}(x_t − η·u_t) from the direction u_t and the state after g_t (``step`` minus the
+        method's update, so that a profile can time the two apart)."""
         m = self.spec
-        u, state = m.update(g, state, self.config, param=x)
         if m.full_step:
-            return x - u, state
+            return x - u
         if isinstance(self.eta, Tensor):
             eta = self.eta.reshape(*self.eta.shape, *([1] * len(self.shape)))
         elif isinstance(self.eta, str):
@@ -198,8 +223,91 @@ class Learner:
             eta = self.eta
         y = x - eta * u
         if not _bounded(self.domain) and self.domain.name == "unconstrained":
-            return y, state
+            return y
         if bool(self.domain.contains(y, atol=0.0).all()):
-            return y, state  # y ∈ K is its own projection in every norm: skip building H_t
+            return y  # y ∈ K is its own projection in every norm: skip building H_t
         H = m.metric(state, self.config) if self.projection == "metric" else None
-        return self.domain.project(y, H), state
+        return self.domain.project(y, H)
+
+
+def _named_leaves(obj: Any, name: str) -> list[tuple[str, Tensor]]:
+    """(path, tensor) for every floating tensor in a direction/state/iterate (NamedTuple fields by name)."""
+    if isinstance(obj, Tensor):
+        return [(name, obj)] if obj.is_floating_point() else []
+    if isinstance(obj, tuple):
+        keys = getattr(obj, "_fields", None) or [f"[{i}]" for i in range(len(obj))]
+        return [
+            leaf
+            for k, x in zip(keys, obj)
+            for leaf in _named_leaves(x, f"{name}.{k}" if k[0] != "[" else name + k)
+        ]
+    return []
+
+
+def _seed_rows(x: Tensor, shape: tuple[int, ...], batch: tuple[int, ...]) -> Tensor | None:
+    """``x`` as (n_seeds, -1) when it carries the seed axes in front (seeds flattened row-major), else None."""
+    if tuple(x.shape[: len(batch)]) != batch:
+        return None
+    return x.reshape(math.prod(batch), -1)
+
+
+class StepRefused(ValueError):
+    """A learner step that would store a NaN/inf (or whose update failed): ``method``, ``round`` (None where the
+    caller did not say) and the ``detail`` naming the tensor and the seeds; :meth:`at_round` adds the round."""
+
+    def __init__(self, method: str, round: int | None, detail: str):
+        self.method, self.round, self.detail = method, round, detail
+        where = f"{method} learner" + (f", round {round}" if round is not None else "")
+        super().__init__(f"{where}: {detail}")
+
+    def at_round(self, round: int) -> StepRefused:
+        return StepRefused(self.method, round, self.detail)
+
+
+def _refusal(g: Tensor, shape: tuple[int, ...], what: str, seeds=None) -> str:
+    batch = tuple(g.shape[: g.ndim - len(shape)])
+    rows = g.detach().reshape(math.prod(batch), -1).abs()
+    if seeds is None:  # the seeds whose gradient is non-finite or squares past the dtype's range
+        big = math.sqrt(torch.finfo(g.dtype).max)
+        seeds = (~(rows <= big).all(-1)).nonzero().flatten().tolist()
+    gmax = float(rows[seeds].max()) if seeds and rows.shape[1] else math.nan
+    hint = (
+        f"; its square overflows {str(g.dtype).replace('torch.', '')}"
+        if gmax * gmax > torch.finfo(g.dtype).max
+        else ""
+    )
+    who = f"seed(s) {seeds} of {math.prod(batch)}" if seeds else f"a seed of {math.prod(batch)}"
+    return (
+        f"{what} for {who} (largest |g_t| there = {gmax:.3g}{hint}); the state was not kept: scale the "
+        "stream down or use float64"
+    )
+
+
+def _floating(obj: Any, out: list) -> list:
+    if isinstance(obj, Tensor):
+        if obj.is_floating_point() and obj.numel():
+            out.append(obj.detach())
+    elif isinstance(obj, tuple):
+        for x in obj:
+            _floating(x, out)
+    return out
+
+
+def check_finite_step(method: str, t: int | None, g: Tensor, shape, **named) -> None:
+    """Raise one :class:`StepRefused` if a tensor in ``named`` (direction, state, iterate) holds a NaN/inf, naming
+    the method, round ``t``, the tensor and the seeds (rows of the leading seed axes of ``g``). The fast path is
+    one aminmax reduction per tensor (NaN reaches both ends, ±inf one) and one host sync for all of them; the
+    tensor and seeds are located only on failure."""
+    tensors = []
+    for v in named.values():
+        _floating(v, tensors)
+    if not tensors or bool(torch.isfinite(torch.stack([e for x in tensors for e in torch.aminmax(x)])).all()):
+        return
+    shape = tuple(shape)
+    batch = tuple(g.shape[: g.ndim - len(shape)])
+    for name, x in [leaf for k, v in named.items() for leaf in _named_leaves(v, k)]:
+        if bool(all_finite(x)):
+            continue
+        rows = _seed_rows(x, shape, batch)
+        seeds = None if rows is None else (~torch.isfinite(rows).all(-1)).nonzero().flatten().tolist()
+        raise StepRefused(method, t, _refusal(g, shape, f"the update gave a non-finite {name}", seeds))

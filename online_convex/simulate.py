@@ -32,6 +32,7 @@ from torch import Tensor
 
 from memopt_theory.validation import check_int
 from online_convex import overlays
+from online_convex.learners import StepRefused
 from online_convex.problems import RoundData, get_problem
 
 __all__ = ["RegretTrace", "run", "geometric_checkpoints", "comparator_bounds"]
@@ -258,7 +259,10 @@ def run(
             sum_sq = sum_sq + g * g
             if dense:
                 G = G + gf.unsqueeze(-1) * gf.unsqueeze(-2)
-            x, state = learner.step(g, x, state)
+            try:  # a step that would store a NaN/inf is refused, naming the seeds; the round is added here
+                x, state = learner.step(g, x, state)
+            except StepRefused as e:
+                raise e.at_round(s + 1) from e
             t = s + 1
             if t in want:
                 rec["cum"].append(cum.reshape(-1).cpu().numpy())

@@ -333,29 +333,49 @@ class FactorRecorder:
                     d = layer.dims[f]
                     layer.pending[key] = [torch.zeros(d, d, device=self.device, dtype=self.dtype), 0]
         self._all_reduce([layer.pending[k] for layer in self._layers for k in sorted(layer.pending)])
-        for layer in self._layers:
-            new: dict[str, Tensor] = {}
-            if "shampoo_L" in layer.kept or "shampoo_R" in layer.kept:
-                g = layer.module.weight.grad
-                if g is None:  # unused this step: a zero gradient
-                    g = torch.zeros_like(layer.module.weight)
-                L, R = shampoo_factors(g.detach().to(self.device, self.dtype))
-                new["shampoo_L"], new["shampoo_R"] = L, R
-                layer.rows["shampoo_L"], layer.rows["shampoo_R"] = (
-                    R.shape[0],
-                    L.shape[0],
-                )  # columns, rows of G
-            for key, f in (("A", "kfac_A"), ("G", "kfac_G")):
-                if f in layer.kept:
-                    S, count = layer.pending[key]
-                    new[f] = S / count if count else S
-                    if key == "A":
-                        layer.rows[f] = layer.rows["kfac_G"] = count  # global rows; G has one per A row
-            layer.pending.clear()
+        # every layer's statistics are computed and checked before any total changes: one NaN/inf in a gradient,
+        # an activation or an output gradient would poison the factor for good (every later snapshot)
+        staged = []
+        try:
+            for layer in self._layers:
+                new: dict[str, Tensor] = {}
+                rows: dict[str, int] = {}
+                if "shampoo_L" in layer.kept or "shampoo_R" in layer.kept:
+                    g = layer.module.weight.grad
+                    if g is None:  # unused this step: a zero gradient
+                        g = torch.zeros_like(layer.module.weight)
+                    self._check_finite(layer, "weight.grad", g)
+                    L, R = shampoo_factors(g.detach().to(self.device, self.dtype))
+                    new["shampoo_L"], new["shampoo_R"] = L, R
+                    rows["shampoo_L"], rows["shampoo_R"] = R.shape[0], L.shape[0]  # columns, rows of G
+                for key, f in (("A", "kfac_A"), ("G", "kfac_G")):
+                    if f in layer.kept:
+                        S, count = layer.pending[key]
+                        new[f] = S / count if count else S
+                        if key == "A":
+                            rows[f] = rows["kfac_G"] = count  # global rows; G has one per A row
+                for f, S in new.items():
+                    if f in layer.kept:
+                        self._check_finite(layer, f, S)
+                staged.append((layer, new, rows))
+        finally:
+            for layer in self._layers:
+                layer.pending.clear()
+        for layer, new, rows in staged:
+            layer.rows.update(rows)
             for f in layer.kept:
                 k = f"{layer.name}:{f}"
                 self._totals[k] = accumulate(self._totals.get(k), new[f], self.beta)
         self.num_updates += 1
+
+    def _check_finite(self, layer: _Layer, what: str, x: Tensor) -> None:
+        bad = ~torch.isfinite(x)
+        if bad.any():
+            source = {"kfac_A": " (from its inputs)", "kfac_G": " (from its output gradients)"}.get(what, "")
+            raise ValueError(
+                f"{_WHERE}.step: layer {layer.name!r}: {what} has {int(bad.sum())} NaN/inf entries{source}; "
+                "nothing was accumulated this step and the factors are as they were"
+            )
 
     def factors(self) -> dict[str, Tensor]:
         """{"<layer>:<factor>": (d, d)} on ``device`` in ``dtype``; copies, so callers may modify them."""

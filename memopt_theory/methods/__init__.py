@@ -46,7 +46,8 @@ class Method:
     ----------
     name : str             registry name (docs/theory/README.md heading)
     Config : type          frozen keyword-only dataclass validating every field in ``__post_init__``
-    init : (shape, config, *, batch=(), dtype=float64, device=None) -> State
+    init : (shape, config, *, batch=(), dtype=float64, device=None) -> State; the state is kept in ``dtype``
+        for float32/float64 and in float32 for float16/bfloat16 (every method: ``_common.resolve_dtype``)
     update : (grad, state, config, *, param=None) -> (direction, new_state); grad of shape batch + shape;
         ``param`` is the current iterate, needed only by rules that read it (decoupled weight decay,
         Adafactor's relative step); every update accepts the keyword.

@@ -148,7 +148,7 @@ def update(
     check_param(param, full, where="adafactor.update", needed=needs)
     k = len(shape)
     t = state.t + 1
-    tb = t.reshape(*batch, *([1] * k))
+    tb = t.reshape(tuple(batch) + (1,) * k)
     if config.beta2 is None:
         beta = 1 - tb.pow(config.decay_rate)  # β̂2t, 0 at t = 1
     else:

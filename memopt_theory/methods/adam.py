@@ -93,7 +93,7 @@ def update(
     t = state.t + 1
     m = b1 * state.m + (1 - b1) * g
     v = b2 * state.v + (1 - b2) * g * g
-    tb = t.reshape(*t.shape, *([1] * len(state.shape)))
+    tb = t.reshape(tuple(t.shape) + (1,) * len(state.shape))
     c1, c2 = 1 - b1**tb, 1 - b2**tb
     if config.eps_mode == "standard":
         u = (m / c1) / ((v / c2).sqrt() + config.eps)

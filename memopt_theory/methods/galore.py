@@ -138,7 +138,7 @@ def update(
     N = m / (v.sqrt() + config.eps)
     if P is not None:
         N = N @ P if tall else P @ N
-    tb = t.reshape(*batch, *([1] * len(shape)))
+    tb = t.reshape(tuple(batch) + (1,) * len(shape))
     step = config.lr * ((1 - b2**tb).sqrt() / (1 - b1**tb)) * alpha * N
     if config.weight_decay > 0:
         step = step + config.lr * config.weight_decay * (param.to(step.dtype) - step)

@@ -140,7 +140,7 @@ def _adamw(g: Tensor, state: State, config: Config) -> tuple[Tensor, State]:
     b1, b2 = config.beta1, config.beta2
     m = b1 * state.m + (1 - b1) * g
     v = b2 * state.v + (1 - b2) * g * g
-    tb = t.reshape(*t.shape, *([1] * (g.ndim - t.ndim)))
+    tb = t.reshape(tuple(t.shape) + (1,) * (g.ndim - t.ndim))
     u = (m / (1 - b1**tb)) / ((v / (1 - b2**tb)).sqrt() + config.eps)
     return u, State(None, m, v, t, None, state.shape)
 

@@ -81,7 +81,7 @@ def update(
     check_param(param, full, where="ogd.update", needed=False)
     t = state.t + 1
     if config.schedule == "sqrt":
-        scale = (t + config.delta).rsqrt().reshape(*t.shape, *([1] * len(state.shape)))
+        scale = (t + config.delta).rsqrt().reshape(tuple(t.shape) + (1,) * len(state.shape))
         u = g * scale
     else:
         u = g

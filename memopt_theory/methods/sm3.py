@@ -105,7 +105,7 @@ def _expand(mu: tuple[Tensor, ...], config: Config, shape: tuple[int, ...]) -> T
     if config.cover == "singletons":
         return mu[0]
     if config.cover == "all" or not shape:
-        return mu[0].reshape(*mu[0].shape, *([1] * len(shape))).expand(*mu[0].shape, *shape)
+        return mu[0].reshape(tuple(mu[0].shape) + (1,) * len(shape)).expand(tuple(mu[0].shape) + shape)
     p = len(shape)
     out = None
     for i, a in enumerate(mu):
