@@ -17,8 +17,8 @@ and summed by the midpoint rule (Hale, Higham & Trefethen 2008, "Computing A^α,
 integrals", method 3): the error decays like exp(−π²N / log(16·hi/lo)). Because r(x) = Σ_j w_j/(x + s_j) and
 x^{−1/2} commute with M, ‖r(M)z − M^{−1/2}z‖ ≤ max_{x∈[lo,hi]} |r(x)√x − 1| · ‖M^{−1/2}z‖: the relative error
 of the direction is at most the scalar relative error on [lo, hi], which is evaluated (on a 4000-point log
-grid) when the window is opened; a window whose error exceeds ``quad_tol`` is not used (the step takes the
-eigh route). Each (M + s_jI)^{−1}z_t = D_j^{−1}Z C_j^{−1}e_k (D_j = Λ + (δ + s_j)I, C_j = I + ZᵀD_j^{−1}Z; the
+grid) when the window is opened, for node counts 8, 12, 16, … up to ``nodes``: the fewest that meet
+``quad_tol`` are used, and a window that no count fits is not used (the step takes the eigh route). Each (M + s_jI)^{−1}z_t = D_j^{−1}Z C_j^{−1}e_k (D_j = Λ + (δ + s_j)I, C_j = I + ZᵀD_j^{−1}Z; the
 Woodbury identity with z_t the newest column of Z, so no cancelling terms), and C_j^{−1} grows by one
 row and column per step (bordering), so a step costs O(nodes·N·k) plus two N×N matrix–vector products
 instead of an O(N³) ``eigh``. A window closes (and ``eigh`` runs, giving exactly the reference direction)
@@ -93,7 +93,7 @@ class IncrementalState(NamedTuple):
     Z: Tensor  # batch + (N, refresh): Qᵀg_j of the window's gradients, zero columns unused
     Cinv: Tensor  # batch + (nodes, refresh, refresh): C_j^{-1}, leading k×k block used
     quad: Tensor  # (2, nodes): weights w_j and poles s_j of the window
-    book: Tensor  # (5,): k, lo, hi, window's upper end, window usable (1/0)
+    book: Tensor  # (5,): k, lo, hi, window's upper end, nodes in use (0: window unusable)
     shape: Static
 
 
@@ -184,13 +184,17 @@ def _open_window(S: Tensor, v: Tensor, state: IncrementalState, config: Config):
     hi = float(lam.amax()) + config.delta
     top = 4.0 * (hi + config.refresh * float((v * v).sum(dim=-1).amax()))  # room for `refresh` such gradients
     usable = lo > default_rtol(lam.shape[-1], lam.dtype) * top and lo > 0
-    quad = torch.zeros_like(state.quad)
-    if usable and quadrature_error(lo, top, config.nodes) <= config.quad_tol:
-        w, s = quadrature(lo, top, config.nodes)
-        quad = torch.as_tensor(np.stack([w, s]), dtype=torch.float64, device=quad.device)
-    else:
-        usable = False
-    book = torch.tensor([0.0, lo, hi, top, float(usable)], dtype=torch.float64, device=state.book.device)
+    quad, used = torch.zeros_like(state.quad), 0
+    if usable:  # the fewest nodes of a ladder up to config.nodes that meet quad_tol on [lo, top]
+        for n in sorted(
+            {n for n in (8, 12, 16, 20, 24, 32, 40, 48, 64) if n < config.nodes} | {config.nodes}
+        ):
+            if quadrature_error(lo, top, n) <= config.quad_tol:
+                w, s = quadrature(lo, top, n)
+                quad[:, :n] = torch.as_tensor(np.stack([w, s]), dtype=torch.float64)
+                used = n
+                break
+    book = torch.tensor([0.0, lo, hi, top, float(used)], dtype=torch.float64, device=state.book.device)
     new = IncrementalState(
         S=S,
         Q=Q,
@@ -205,19 +209,19 @@ def _open_window(S: Tensor, v: Tensor, state: IncrementalState, config: Config):
 
 
 def _incremental_step(S: Tensor, v: Tensor, state: IncrementalState, config: Config):
-    k, lo, hi, top, usable = state.book.tolist()
-    k = int(k)
+    k, lo, hi, top, used = state.book.tolist()
+    k, used = int(k), int(used)
     hi = hi + float((v * v).sum(dim=-1).amax())  # λ_max(S_t) + δ ≤ λ_max(S_b) + δ + Σ‖g_j‖²
-    if not usable or k >= config.refresh or hi > top:
+    if not used or k >= config.refresh or hi > top:
         return _open_window(S, v, state, config)
     Q, lam, Z, Cinv = state.Q, state.lam, state.Z, state.Cinv
     z = (Q.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1)  # batch + (N,)
-    w, s = state.quad[0], state.quad[1]
+    w, s = state.quad[0, :used], state.quad[1, :used]
     D = lam.unsqueeze(-2) + (config.delta + s).unsqueeze(-1)  # batch + (P, N): diagonal of Λ + (δ + s_j)I
     Dz = z.unsqueeze(-2) / D
     Zk = Z[..., :k]  # batch + (N, k)
     c = Dz @ Zk  # batch + (P, k): Z_oldᵀ D_j^{-1} z
-    Ck = Cinv[..., :k, :k]
+    Ck = Cinv[..., :used, :k, :k]
     b = (Ck @ c.unsqueeze(-1)).squeeze(-1)  # C_j,old^{-1} c
     sigma = 1.0 + (z.unsqueeze(-2) * Dz).sum(dim=-1) - (c * b).sum(dim=-1)  # Schur complement, ≥ 1
     X = (z.unsqueeze(-2) - b @ Zk.transpose(-1, -2)) / (D * sigma.unsqueeze(-1))  # (M + s_jI)^{-1}z per pole
@@ -227,11 +231,11 @@ def _incremental_step(S: Tensor, v: Tensor, state: IncrementalState, config: Con
     Z[..., k] = z
     Cinv = Cinv.clone()  # bordering: [[C, c], [cᵀ, γ]]^{-1} = [[C^{-1} + bbᵀ/σ, −b/σ], [−bᵀ/σ, 1/σ]]
     si = (1.0 / sigma).unsqueeze(-1)
-    Cinv[..., :k, :k] = Ck + b.unsqueeze(-1) * (b * si).unsqueeze(-2)
-    Cinv[..., :k, k] = -b * si
-    Cinv[..., k, :k] = -b * si
-    Cinv[..., k, k] = si.squeeze(-1)
-    book = torch.tensor([k + 1.0, lo, hi, top, 1.0], dtype=torch.float64, device=state.book.device)
+    Cinv[..., :used, :k, :k] = Ck + b.unsqueeze(-1) * (b * si).unsqueeze(-2)
+    Cinv[..., :used, :k, k] = -b * si
+    Cinv[..., :used, k, :k] = -b * si
+    Cinv[..., :used, k, k] = si.squeeze(-1)
+    book = torch.tensor([k + 1.0, lo, hi, top, used], dtype=torch.float64, device=state.book.device)
     return u, state._replace(S=S, Z=Z, Cinv=Cinv, book=book)
 
 
@@ -242,7 +246,9 @@ def update(grad: Tensor, state, config: Config, *, param: Tensor | None = None):
     g = prepare_grad(grad, full, state.S.dtype, where="adagrad_full.update")
     check_param(param, full, where="adagrad_full.update", needed=False)
     v = g.reshape(*batch, -1)
-    S = state.S + v.unsqueeze(-1) * v.unsqueeze(-2)
+    S = torch.baddbmm(
+        state.S.reshape(-1, *state.S.shape[-2:]), v.reshape(-1, v.shape[-1], 1), v.reshape(-1, 1, v.shape[-1])
+    ).reshape(state.S.shape)  # S + vvᵀ, one kernel
     if config.solver == "eigh":
         u, _, _ = _eigh_direction(S, v, config)
         return u.reshape(grad.shape).to(grad.dtype), State(S=S, shape=state.shape)
