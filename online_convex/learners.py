@@ -207,10 +207,15 @@ class Learner:
 
     def step(self, g: Tensor, x: Tensor, state) -> tuple[Tensor, Any]:
         """(x_{t+1}, state_t) from g_t at x_t: Π_K^{H_t}(x_t − η·u_t), u_t, H_t after g_t is absorbed."""
+        u, state = self.spec.update(g, state, self.config, param=x)
+        return self.move(x, u, state), state
+
+    def move(self, x: Tensor, u: Tensor, state) -> Tensor:
+        """x_{t+1} = Π_K^{H_t}(x_t − η·u_t) from the direction u_t and the state after g_t (``step`` minus the
+        method's update, so that a profile can time the two apart)."""
         m = self.spec
-        u, state = m.update(g, state, self.config, param=x)
         if m.full_step:
-            return x - u, state
+            return x - u
         if isinstance(self.eta, Tensor):
             eta = self.eta.reshape(*self.eta.shape, *([1] * len(self.shape)))
         elif isinstance(self.eta, str):
@@ -221,8 +226,8 @@ class Learner:
             eta = self.eta
         y = x - eta * u
         if not _bounded(self.domain) and self.domain.name == "unconstrained":
-            return y, state
+            return y
         if bool(self.domain.contains(y, atol=0.0).all()):
-            return y, state  # y ∈ K is its own projection in every norm: skip building H_t
+            return y  # y ∈ K is its own projection in every norm: skip building H_t
         H = m.metric(state, self.config) if self.projection == "metric" else None
-        return self.domain.project(y, H), state
+        return self.domain.project(y, H)
