@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batched-d", type=int, default=64)
     p.add_argument("--batched-T", type=int, default=500)
     p.add_argument("--seeds", type=int, default=64)
-    p.add_argument("--batched-refresh", type=int, default=8)
+    p.add_argument("--batched-refresh", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-single", action="store_true")

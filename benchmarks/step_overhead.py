@@ -7,7 +7,8 @@ r"""Where an OCO step's time goes, per learner, and memopt against the official 
 
 **Profile.** Each learner (the OCO learners with a theory step size, on the unit ℓ2 ball, projected in the
 H_t-norm as the theorems need; linear losses of the ``low_rank_noise`` stream) runs the simulator's loop
-(online_convex.simulate.run: loss, gradient, Σ⟨g, x⟩, Σg, Σg² per round; learner step; checkpoint records)
+(online_convex.simulate.run: loss, gradient, Σ⟨g, x⟩, Σg per round, Σg² for adagrad_diag's bound, Σggᵀ for
+adagrad_full's and s_adagrad's in bulk at checkpoints; learner step; checkpoint records)
 once for one seed and once for ``--seeds`` seeds batched. The loop is instrumented: "update" is the method's
 ``update``, "projection" is the rest of the learner's step (x − ηu, the containment test, H_t and the
 H-norm projection when x − ηu leaves the ball), "bookkeeping" is the per-round loss/regret accumulation, and
@@ -82,6 +83,9 @@ def profile_cell(name: str, d: int, seeds: int, a, device) -> dict:
     x = L.initial_point(B, data.a.dtype, device)
     cum = torch.zeros(B, dtype=x.dtype, device=device)
     lin, gsum, sum_sq = cum.clone(), torch.zeros_like(x), torch.zeros_like(x)
+    need_sq, dense = name == "adagrad_diag", name in ("adagrad_full", "s_adagrad")  # as simulate.run's bounds
+    G = torch.zeros(B + (d, d), dtype=x.dtype, device=device) if dense else None
+    pending, cap = [], max(1, 4_000_000 // (seeds * d))
     ck = set(np.unique(np.geomspace(1, a.T, 30).round().astype(int)).tolist())
     parts = dict(update=0.0, projection=0.0, bookkeeping=0.0)
     rec = []
@@ -97,7 +101,14 @@ def profile_cell(name: str, d: int, seeds: int, a, device) -> dict:
             g = prob.grad(x, a_s, y_s)
             lin = lin + (g * x).flatten(start_dim=len(B)).sum(-1)
             gsum = gsum + g
-            sum_sq = sum_sq + g * g
+            if need_sq:
+                sum_sq = sum_sq + g * g
+            if dense:  # Σ g gᵀ in bulk at checkpoints, as simulate.run
+                pending.append(g)
+                if s + 1 in ck or len(pending) >= cap:
+                    X = torch.stack(pending, dim=-2)
+                    pending.clear()
+                    G = G + X.transpose(-1, -2) @ X
             sync(device)
             t1 = clock()
             u, state = L.spec.update(g, state, L.config, param=x)

@@ -36,6 +36,8 @@ from online_convex.problems import RoundData, get_problem
 
 __all__ = ["RegretTrace", "run", "geometric_checkpoints", "comparator_bounds"]
 
+BULK_NUMBERS = 4_000_000  # gradients held for the bulk Σ g gᵀ update (run): at most about this many numbers
+
 
 def geometric_checkpoints(T: int, n: int = 40) -> np.ndarray:
     """About ``n`` round counts in [1, T], evenly spaced on a log axis, T always included (int64)."""
@@ -237,8 +239,19 @@ def run(
     cum = torch.zeros(B, dtype=dt, device=dev)
     lin = torch.zeros(B, dtype=dt, device=dev)  # Σ⟨g_s, x_s⟩
     gsum = torch.zeros(B + S, dtype=dt, device=dev)
+    need_sq = bname is not None and learner.method == "adagrad_diag"  # the only bound that reads Σg²
     sum_sq = torch.zeros(B + S, dtype=dt, device=dev)
     G = torch.zeros(B + (n, n), dtype=dt, device=dev) if dense else None
+    # Σ g gᵀ in bulk: the gradients since the last flush are kept (references, no copies) and added as one
+    # GEMM at each checkpoint (or when ~4M numbers are held) instead of a rank-one update per round
+    pending: list[Tensor] = []
+    cap = max(1, BULK_NUMBERS // max(1, math.prod(B) * n))
+
+    def flush(G: Tensor) -> Tensor:
+        X = torch.stack(pending, dim=-2)  # B + (k, N)
+        pending.clear()
+        return G + X.transpose(-1, -2) @ X
+
     rec = {"cum": [], "lin": [], "bound": []}
     want = set(int(t) for t in ck)
     steps = range(T)
@@ -254,12 +267,16 @@ def run(
             g = problem.grad(x, a_s, y_s)
             gf = flat(g)
             lin = lin + (gf * flat(x)).sum(-1)
-            gsum = gsum + g
-            sum_sq = sum_sq + g * g
-            if dense:
-                G = G + gf.unsqueeze(-1) * gf.unsqueeze(-2)
-            x, state = learner.step(g, x, state)
+            if bounded:
+                gsum = gsum + g
+            if need_sq:
+                sum_sq = sum_sq + g * g
             t = s + 1
+            if dense:
+                pending.append(gf)
+                if t in want or len(pending) >= cap:
+                    G = flush(G)
+            x, state = learner.step(g, x, state)
             if t in want:
                 rec["cum"].append(cum.reshape(-1).cpu().numpy())
                 if bounded:
