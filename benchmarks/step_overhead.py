@@ -106,9 +106,9 @@ def profile_cell(name: str, d: int, seeds: int, a, device) -> dict:
             if dense:  # Σ g gᵀ in bulk at checkpoints, as simulate.run
                 pending.append(g)
                 if s + 1 in ck or len(pending) >= cap:
-                    X = torch.stack(pending, dim=-2)
+                    X = torch.stack(pending, dim=-2).reshape(-1, len(pending), d)
                     pending.clear()
-                    G = G + X.transpose(-1, -2) @ X
+                    G.view(-1, d, d).baddbmm_(X.transpose(-1, -2), X)
             sync(device)
             t1 = clock()
             u, state = L.spec.update(g, state, L.config, param=x)

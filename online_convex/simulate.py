@@ -248,9 +248,10 @@ def run(
     cap = max(1, BULK_NUMBERS // max(1, math.prod(B) * n))
 
     def flush(G: Tensor) -> Tensor:
-        X = torch.stack(pending, dim=-2)  # B + (k, N)
+        X = torch.stack(pending, dim=-2).reshape(-1, len(pending), n)  # (ΠB, k, N)
         pending.clear()
-        return G + X.transpose(-1, -2) @ X
+        G.view(-1, n, n).baddbmm_(X.transpose(-1, -2), X)  # in place: G is this loop's own accumulator
+        return G
 
     rec = {"cum": [], "lin": [], "bound": []}
     want = set(int(t) for t in ck)
