@@ -37,6 +37,8 @@ from online_convex.problems import RoundData, get_problem
 
 __all__ = ["RegretTrace", "run", "geometric_checkpoints", "comparator_bounds"]
 
+BULK_NUMBERS = 4_000_000  # gradients held for the bulk Σ g gᵀ update (run): at most about this many numbers
+
 
 def geometric_checkpoints(T: int, n: int = 40) -> np.ndarray:
     """About ``n`` round counts in [1, T], evenly spaced on a log axis, T always included (int64)."""
@@ -238,8 +240,20 @@ def run(
     cum = torch.zeros(B, dtype=dt, device=dev)
     lin = torch.zeros(B, dtype=dt, device=dev)  # Σ⟨g_s, x_s⟩
     gsum = torch.zeros(B + S, dtype=dt, device=dev)
+    need_sq = bname is not None  # every guarantee receives Σg² (a diagonal bound reads it); one add a round
     sum_sq = torch.zeros(B + S, dtype=dt, device=dev)
     G = torch.zeros(B + (n, n), dtype=dt, device=dev) if dense else None
+    # Σ g gᵀ in bulk: the gradients since the last flush are kept (references, no copies) and added as one
+    # GEMM at each checkpoint (or when ~4M numbers are held) instead of a rank-one update per round
+    pending: list[Tensor] = []
+    cap = max(1, BULK_NUMBERS // max(1, math.prod(B) * n))
+
+    def flush(G: Tensor) -> Tensor:
+        X = torch.stack(pending, dim=-2).reshape(-1, len(pending), n)  # (ΠB, k, N)
+        pending.clear()
+        G.view(-1, n, n).baddbmm_(X.transpose(-1, -2), X)  # in place: G is this loop's own accumulator
+        return G
+
     rec = {"cum": [], "lin": [], "bound": []}
     want = set(int(t) for t in ck)
     steps = range(T)
@@ -255,15 +269,19 @@ def run(
             g = problem.grad(x, a_s, y_s)
             gf = flat(g)
             lin = lin + (gf * flat(x)).sum(-1)
-            gsum = gsum + g
-            sum_sq = sum_sq + g * g
+            if bounded:
+                gsum = gsum + g
+            if need_sq:
+                sum_sq = sum_sq + g * g
+            t = s + 1
             if dense:
-                G = G + gf.unsqueeze(-1) * gf.unsqueeze(-2)
+                pending.append(gf)
+                if t in want or len(pending) >= cap:
+                    G = flush(G)
             try:  # a step that would store a NaN/inf is refused, naming the seeds; the round is added here
                 x, state = learner.step(g, x, state)
             except StepRefused as e:
-                raise e.at_round(s + 1) from e
-            t = s + 1
+                raise e.at_round(t) from e
             if t in want:
                 rec["cum"].append(cum.reshape(-1).cpu().numpy())
                 if bounded:

@@ -11,7 +11,10 @@ CASES = {
     "adagrad_full": Case(
         methods.get("adagrad_full").Config(delta=1e-3),
         shapes=((1,), (5,), (3, 4)),
-        extra_configs=(methods.get("adagrad_full").Config(delta=0.1, delta_mode="outside"),),
+        extra_configs=(
+            methods.get("adagrad_full").Config(delta=0.1, delta_mode="outside"),
+            methods.get("adagrad_full").Config(delta=1e-3, solver="incremental", refresh=3, nodes=24),
+        ),
     ),
     "adam": Case(methods.get("adam").Config(weight_decay=0.01), shapes=((1,), (5,), (3, 4), (2, 3, 4))),
 }
