@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memopt_theory.storage import write_atomic
+from memopt_theory.errors import MemoptError
+from memopt_theory.storage import writable_dir, write_atomic
 from spectra.null import null_factors
 from spectra.recorder import KINDS, FactorRecorder
 from spectra.runs import RUNS, make_run, train
@@ -56,29 +57,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--width", type=int, default=None, help="model width (default: the run's, 1024 for the MLP)"
     )
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128, help="training batch size (default: 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    p.add_argument("--fisher", default="empirical", choices=("empirical", "sampled"), help="K-FAC G labels")
+    p.add_argument(
+        "--fisher",
+        default="empirical",
+        choices=("empirical", "sampled"),
+        help="labels of the K-FAC G factor: the data's (empirical) or drawn from the model (sampled); "
+        "default: empirical",
+    )
 
 
 def _check_args(a: argparse.Namespace) -> None:
     for name in ("steps", "every", "snapshot_every", "k_top", "batch_size"):
         v = getattr(a, name)
         if v < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {v}")
+            raise MemoptError(f"--{name.replace('_', '-')} must be >= 1; got {v}")
     if a.snapshot_every > a.steps:
-        raise ValueError(
+        raise MemoptError(
             f"--snapshot-every ({a.snapshot_every}) must be <= --steps ({a.steps}): no snapshot would be taken"
         )
     for k in a.kinds:
         if k not in KINDS:
-            raise ValueError(f"--kinds: unknown factor kind {k!r}; known: {', '.join(KINDS)}")
+            raise MemoptError(f"--kinds: unknown factor kind {k!r}; known: {', '.join(KINDS)}")
     if not 0 < a.beta <= 1:
-        raise ValueError(f"--beta must be in (0, 1]; got {a.beta}")
+        raise MemoptError(f"--beta must be in (0, 1]; got {a.beta}")
     try:
         torch.empty(0, device=a.device)
     except (RuntimeError, AssertionError) as e:
-        raise ValueError(f"--device {a.device!r} is not usable here: {e}") from None
+        raise MemoptError(f"--device {a.device!r} is not usable here: {e}") from None
 
 
 EXACT_MAX_DIM = 2048  # Snapshotter's default: wider factors keep only their top k_top eigenpairs
@@ -155,7 +162,7 @@ def _plot(
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
     t0 = time.perf_counter()
-    out = Path(args.out)
+    out = writable_dir(args.out, option="--out")  # before training: a run never fails at its first save
     r = make_run(args.run, device=args.device, seed=args.seed, width=args.width, batch_size=args.batch_size)
     rec = FactorRecorder(
         r.model,
