@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--executor",
         choices=("local", "dask"),
         default="local",
-        help="local: a process pool on this machine; dask: a Dask cluster (--scheduler) or a local one",
+        help="local (the default): a process pool on this machine; dask: a Dask cluster (--scheduler) or a "
+        "local one",
     )
     p.add_argument(
         "--workers",

@@ -40,13 +40,17 @@ FRAC = 0.25  # the issue's headline: mass in the top quarter of the eigenvectors
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", default="digits_mlp", choices=RUNS, help="reference run (default: digits_mlp)")
     p.add_argument("--steps", type=int, default=300, help="training steps (default: 300)")
-    p.add_argument("--device", default="cpu", help="torch device of the model and the factors (e.g. cuda)")
+    p.add_argument(
+        "--device", default="cpu", help="torch device of the model and the factors (default: cpu; e.g. cuda)"
+    )
     p.add_argument("--out", default="spectra_out", help="output directory (default: ./spectra_out)")
     p.add_argument("--seed", type=int, default=0, help="model, batches and null seed (default: 0)")
     p.add_argument(
         "--kinds", nargs="+", default=list(KINDS), help=f"factor kinds, of {KINDS} (default: both)"
     )
-    p.add_argument("--beta", type=float, default=0.999, help="EMA discount β in (0, 1]; 1 = plain sum")
+    p.add_argument(
+        "--beta", type=float, default=0.999, help="EMA discount β in (0, 1]; 1 = plain sum (default: 0.999)"
+    )
     p.add_argument("--every", type=int, default=1, help="accumulate every n-th step (default: 1)")
     p.add_argument(
         "--snapshot-every", type=int, default=50, help="eigendecompose every n steps (default: 50)"
