@@ -241,8 +241,10 @@ def _prepare_out(args) -> Path:
             "or pass --overwrite to replace the files of the memopt regret run it holds"
         )
     summary = out / SUMMARY
-    listed = storage.read_json(summary).get("files") if summary.is_file() else None
-    if not isinstance(listed, list) or not all(isinstance(f, str) and "/" not in f for f in listed):
+    previous = storage.read_json(summary) if summary.is_file() else None
+    listed = previous.get("files") if isinstance(previous, dict) else None
+    plain = lambda f: isinstance(f, str) and "/" not in f and "\\" not in f and f not in ("", ".", "..")
+    if not isinstance(listed, list) or not all(plain(f) for f in listed):
         raise MemoptError(
             f"--overwrite: {args.out!r} holds {', '.join(present[:5])} but no summary.json of a memopt regret "
             "run listing its files; nothing was removed. Choose a new directory"

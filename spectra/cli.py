@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memopt_theory.errors import MemoptError
+from memopt_theory.errors import MemoptError, user_input
 from memopt_theory.storage import writable_dir, write_atomic
 from spectra.null import null_factors
 from spectra.recorder import KINDS, FactorRecorder
@@ -167,16 +167,19 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     t0 = time.perf_counter()
     out = writable_dir(args.out, option="--out")  # before training: a run never fails at its first save
-    r = make_run(args.run, device=args.device, seed=args.seed, width=args.width, batch_size=args.batch_size)
-    rec = FactorRecorder(
-        r.model,
-        tuple(args.kinds),
-        beta=args.beta,
-        every=args.every,
-        terms_per_example=r.terms_per_example,
-        fisher=args.fisher,
-        seed=args.seed,
-    )
+    with user_input():  # building the run from the arguments (e.g. --width 0): an error here is about them
+        r = make_run(
+            args.run, device=args.device, seed=args.seed, width=args.width, batch_size=args.batch_size
+        )
+        rec = FactorRecorder(
+            r.model,
+            tuple(args.kinds),
+            beta=args.beta,
+            every=args.every,
+            terms_per_example=r.terms_per_example,
+            fisher=args.fisher,
+            seed=args.seed,
+        )
     meta = {
         "run": args.run,
         "steps": args.steps,
