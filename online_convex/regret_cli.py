@@ -96,8 +96,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument(
         "--out",
-        default="results/regret",
-        help="output directory, new or empty (default results/regret); checked writable before any run",
+        default=None,
+        help=f"output directory, new or empty; checked writable before any run (default: a new "
+        f"{DEFAULT_OUT}/YYYYMMDD-HHMMSS per run, so that reruns never collide)",
     )
     p.add_argument(
         "--overwrite",
@@ -227,9 +228,25 @@ def _label(learner) -> str:
     return f"{learner.method}_ell{ell}" if ell is not None else learner.method
 
 
+DEFAULT_OUT = "results/regret"
+
+
+def _new_run_dir(base: Path) -> Path:
+    """``base/YYYYMMDD-HHMMSS`` (UTC), with ``-2``, ``-3``, … if a run of the same second has it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for i in range(1, 1000):
+        path = base / (stamp if i == 1 else f"{stamp}-{i}")
+        if not path.exists():
+            return path
+    raise MemoptError(f"--out: {base} has 999 runs of {stamp}; pass --out")
+
+
 def _prepare_out(args) -> Path:
     """``--out``, writable, and empty — or, with ``--overwrite``, cleared of the files an earlier run listed in
-    its summary.json (a killed run lists them too: the summary is written before the first learner runs)."""
+    its summary.json (a killed run lists them too: the summary is written before the first learner runs).
+    Without ``--out``, a new directory per run under results/regret."""
+    if args.out is None:
+        args.out = str(_new_run_dir(Path(DEFAULT_OUT)))
     out = storage.writable_dir(args.out, option="--out")
     present = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     if not present:

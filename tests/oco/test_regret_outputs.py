@@ -4,6 +4,7 @@ before knowing it can save, and says when a sketch is larger than what it sketch
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,18 @@ def test_help_lists_the_stream_names(capsys):
         assert name in out, name
     assert "--overwrite" in out and "(default 4,16)" in out
     assert np.all([n in out for n in ("l2_ball", "box", "simplex", "nuclear_ball", "unconstrained")])
+
+
+def test_without_out_each_run_gets_its_own_directory(tmp_path, monkeypatch, capsys):
+    """The README's default example (``memopt regret``) rerun in the same checkout never meets its earlier
+    output: each run writes a new results/regret/YYYYMMDD-HHMMSS[-N], named in the summary and the last line."""
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["regret", *SMALL, "--methods", "ogd"]) == 0
+    runs = sorted((tmp_path / "results" / "regret").iterdir())
+    assert len(runs) == 2 and all(re.fullmatch(r"\d{8}-\d{6}(-\d+)?", p.name) for p in runs)
+    out = capsys.readouterr().out
+    for run in runs:
+        assert _files(run) == {"ogd.json", "ogd.npz", "summary.json"}
+        assert json.loads((run / "summary.json").read_text())["args"]["out"] == str(run.relative_to(tmp_path))
+        assert f"results: {run.relative_to(tmp_path)}/" in out
