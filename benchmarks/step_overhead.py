@@ -39,7 +39,7 @@ import torch
 from benchmarks._device import resolve_device, sync
 from memopt_theory import methods
 from online_convex.domains import make_domain
-from online_convex.learners import THEORY_ETA, Learner
+from online_convex.learners import Learner, theory_eta_methods
 from online_convex.problems import get_problem
 from online_convex.streams import make_stream
 
@@ -50,7 +50,9 @@ OFFICIAL_ROWS += [("ADA_FD", "ada_fd", 8), ("ADA_FD", "ada_fd", 16)]
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dims", default="32,128,512")
-    p.add_argument("--methods", default=",".join(THEORY_ETA), help="comma-separated learners to profile")
+    p.add_argument(
+        "--methods", default=",".join(theory_eta_methods()), help="comma-separated learners to profile"
+    )
     p.add_argument("--T", type=int, default=500)
     p.add_argument("--seeds", type=int, default=64)
     p.add_argument("--budget", type=float, default=3.0, help="seconds per profile cell (default 3)")

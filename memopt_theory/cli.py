@@ -15,6 +15,7 @@ import sys
 from importlib.metadata import EntryPoint
 
 from memopt_theory._entry_points import registered
+from memopt_theory.errors import MemoptError
 
 COMMAND_GROUP = "memopt.commands"
 ORDER = ("verify", "memory", "regret", "sweep", "spectra")  # display order; others follow sorted
@@ -56,8 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
         help_ = _help(mod)
         sp = sub.add_parser(ep.name, help=help_, description=help_)
         mod.add_arguments(sp)
+        sp.add_argument(
+            "--threads",
+            type=int,
+            default=DEFAULT_THREADS,
+            help=f"torch intra-op threads of this process (default {DEFAULT_THREADS}: results do not depend on "
+            "the machine's load or core count; raise it on an idle machine of your own)",
+        )
         sp.set_defaults(_run=mod.run)
     return p
+
+
+DEFAULT_THREADS = 1  # as the sweep workers: several processes share a machine, and one thread each is fastest
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """Pin torch (and the BLAS it calls) to ``--threads`` and say so on stderr, before any work."""
+    if args.threads < 1:
+        raise MemoptError(f"--threads must be an int >= 1; got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    extra = "; sweep workers use 1 thread each" if args.command == "sweep" else ""
+    print(
+        f"memopt {args.command}: torch threads {torch.get_num_threads()} (--threads){extra}", file=sys.stderr
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,10 +93,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
+        _set_threads(args)
         return int(args._run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"memopt {args.command}: error: {e}", file=sys.stderr)
+    except (MemoptError, OSError) as e:  # user errors, raised on purpose; anything else is a bug: traceback
+        print(f"memopt {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(e: BaseException) -> str:
+    """The message on one line; an OSError without its own text (e.g. from os.open) names errno and path."""
+    if isinstance(e, OSError) and e.filename is not None:
+        msg = f"{e.filename}: {e.strerror or e}"
+    else:
+        msg = str(e)
+    return " ".join(msg.split())
 
 
 if __name__ == "__main__":

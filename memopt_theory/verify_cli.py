@@ -6,6 +6,7 @@ import argparse
 
 from tqdm import tqdm
 
+from memopt_theory.errors import MemoptError
 from memopt_theory.verify import all_checks, run_check
 
 
@@ -20,10 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.instances is not None and args.instances < 1:
-        raise ValueError(f"--instances must be >= 1; got {args.instances}")
+        raise MemoptError(f"--instances must be >= 1; got {args.instances}")
     checks = [c for c in all_checks() if args.filter.lower() in c.name.lower()]
     if not checks:
-        raise ValueError(f"--filter {args.filter!r} matches no check")
+        raise MemoptError(f"--filter {args.filter!r} matches no check")
     rows = []
     for c in tqdm(checks, desc="verify", unit="check", leave=False):
         rows.append(run_check(c, instances=args.instances, fast=args.fast, seed0=args.seed))

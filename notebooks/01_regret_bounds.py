@@ -52,7 +52,8 @@ from online_convex.domains import L2Ball, Unconstrained
 from online_convex.plots import regret_figure, regret_with_bound
 
 FAST = os.environ.get("MEMOPT_FAST") == "1"
-FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "docs/figures"))
+# fast (smoke) figures never land on the committed full-mode ones in docs/figures
+FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "build/figures-fast" if FAST else "docs/figures"))
 FIG_DIR.mkdir(parents=True, exist_ok=True)
 torch.set_num_threads(1)
 pd.set_option("display.width", 160, "display.max_rows", 100)

@@ -54,7 +54,8 @@ import torch
 from spectra import FactorRecorder, SnapshotStore, Snapshotter, make_run, metrics, null_factors, plots, train
 
 FAST = os.environ.get("MEMOPT_FAST") == "1"
-FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "docs/figures"))
+# fast (smoke) figures never land on the committed full-mode ones in docs/figures
+FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "build/figures-fast" if FAST else "docs/figures"))
 FIG_DIR.mkdir(parents=True, exist_ok=True)
 # the snapshot stores: a results directory if one is given (kept), else a temporary one (removed at the end)
 _TMP = None if os.environ.get("MEMOPT_RESULTS_DIR") else tempfile.TemporaryDirectory(prefix="memopt_02_")

@@ -61,7 +61,8 @@ from memopt_theory import LAYER_SHAPES as SHAPES  # noqa: E402
 from memopt_theory import layer_config as config_for  # noqa: E402
 
 FAST = os.environ.get("MEMOPT_FAST") == "1"
-FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "docs/figures"))
+# fast (smoke) figures never land on the committed full-mode ones in docs/figures
+FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "build/figures-fast" if FAST else "docs/figures"))
 FIG_DIR.mkdir(parents=True, exist_ok=True)
 torch.set_num_threads(1)
 pd.set_option("display.width", 170, "display.max_rows", 100, "display.max_columns", 20)

@@ -4,7 +4,11 @@ r"""The sweep result store: one ``KEY.npz`` + ``KEY.json`` pair per :class:`~onl
 :func:`memopt_theory.storage.write_result` — atomic writes (temp + fsync + rename), the JSON last, so a JSON on
 disk means a complete result. A directory holds a ``manifest.json`` naming the format and the spec version
 it was written with; a store opened with another version, a file the store did not write, or a result that
-cannot be read raises ``ValueError`` naming the file: nothing is silently skipped. Two things are not errors:
+cannot be read raises :class:`~memopt_theory.errors.MemoptError` (a ``ValueError``) naming the file: nothing
+is silently skipped. Each ``KEY.json`` holds the sha256 of its ``KEY.npz`` and reading checks it, so another
+run's npz copied over ``KEY.npz`` (or a truncated one) is refused, not tabulated. A lost ``manifest.json`` is
+rebuilt when every file left is a store file and every result JSON describes itself as one of this spec
+version (its spec hashes to its file name): nothing is lost, a warning says so. Two things are not errors:
 an ``.npz`` whose JSON is missing (a run killed between the two writes: it is simply not finished and is
 run again) and the hidden ``.NAME.*.tmp`` files an interrupted atomic write leaves behind.
 
@@ -18,11 +22,13 @@ import io
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from memopt_theory.errors import MemoptError
 from memopt_theory.storage import read_json, read_result, result_paths, write_atomic, write_json, write_result
 from online_convex.sweep import SPEC_VERSION, RunSpec, spec_key
 
@@ -37,34 +43,55 @@ _TEMP = re.compile(r"^\..+\.tmp$")  # memopt_theory.storage.write_atomic's temp 
 class ResultStore:
     """A results directory; created (with its manifest) if it does not exist or is empty.
 
-    Raises ``ValueError`` if ``root`` is a file, holds files but no manifest (not a sweep directory), or its
-    manifest names another format or spec version.
+    Raises ``MemoptError`` if ``root`` is a file, holds files but no manifest that are not all results of
+    this spec version (not a sweep directory; when they are, the manifest is rebuilt), or its manifest
+    names another format or spec version.
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
-            raise ValueError(f"results_dir {str(self.root)!r} is a file; it must be a directory")
+            raise MemoptError(f"results_dir {str(self.root)!r} is a file; it must be a directory")
         manifest = self.root / MANIFEST
         if manifest.exists():
             m = read_json(manifest)
             if not isinstance(m, dict) or m.get("format") != FORMAT:
-                raise ValueError(
+                raise MemoptError(
                     f"{manifest}: not a memopt sweep manifest (format {FORMAT!r} expected); a foreign directory"
                 )
             if m.get("spec_version") != SPEC_VERSION:
-                raise ValueError(
+                raise MemoptError(
                     f"{manifest}: results written with spec version {m.get('spec_version')!r}; this memopt reads "
                     f"spec version {SPEC_VERSION}. Use a new results directory (or the memopt that wrote it)."
                 )
             return
         present = [p.name for p in self.root.iterdir()] if self.root.exists() else []
-        if present:
-            raise ValueError(
+        if present and self._all_results(present):
+            warnings.warn(
+                f"{manifest} was missing; rebuilt it from the {sum(n.endswith('.json') for n in present)} "
+                "result JSONs, each of which names its spec and spec version",
+                stacklevel=2,
+            )
+        elif present:
+            raise MemoptError(
                 f"results_dir {str(self.root)!r} holds {sorted(present)[:5]} but no {MANIFEST}: not a sweep "
                 "results directory; use an empty or new directory"
             )
         write_json(manifest, {"format": FORMAT, "spec_version": SPEC_VERSION})
+
+    def _all_results(self, names: list[str]) -> bool:
+        """True if every file is a KEY.json/KEY.npz/temp file and every KEY.json reads as a complete result of
+        this spec version whose spec hashes to KEY (npz hash checked): then the manifest can be rebuilt."""
+        jsons = [n for n in names if n.endswith(".json") and _KEY.match(n[: -len(".json")])]
+        for n in names:
+            if not (_TEMP.match(n) or (n.endswith((".json", ".npz")) and _KEY.match(Path(n).stem))):
+                return False
+        try:
+            for n in jsons:
+                self._read(self.root / n[: -len(".json")])
+        except (ValueError, OSError):
+            return False
+        return bool(jsons)
 
     def stem(self, key: str) -> Path:
         return self.root / key
@@ -76,7 +103,7 @@ class ResultStore:
             return False
         got = self._read(stem)[0]
         if got != spec:
-            raise ValueError(
+            raise MemoptError(
                 f"{result_paths(stem)[1]}: holds the result of another spec than the one named {spec.key}"
             )
         return True
@@ -103,7 +130,7 @@ class ResultStore:
                 if p.suffix == ".json":
                     keys.append(p.stem)
                 continue
-            raise ValueError(
+            raise MemoptError(
                 f"{p}: not a file of this sweep results directory (expected KEY.json / KEY.npz); remove it"
             )
         return keys
@@ -116,17 +143,17 @@ class ResultStore:
         path = result_paths(stem)[1]
         arrays, meta = read_result(stem)  # unreadable npz / JSON: ValueError naming the file
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or "spec" not in meta:
-            raise ValueError(f"{path}: not a memopt sweep result (no format {FORMAT!r}); a foreign file")
+            raise MemoptError(f"{path}: not a memopt sweep result (no format {FORMAT!r}); a foreign file")
         if meta.get("spec_version") != SPEC_VERSION:
-            raise ValueError(
+            raise MemoptError(
                 f"{path}: written with spec version {meta.get('spec_version')!r}; this memopt reads {SPEC_VERSION}"
             )
         try:
             spec = RunSpec.from_dict(meta["spec"])
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: its spec is not valid here ({e})") from None
+            raise MemoptError(f"{path}: its spec is not valid here ({e})") from None
         if spec_key(meta["spec"]) != stem.name or spec.key != stem.name:
-            raise ValueError(
+            raise MemoptError(
                 f"{path}: its spec hashes to {spec.key}, not to its file name; the file was altered or moved"
             )
         return spec, arrays, meta.get("trace", {})
@@ -188,7 +215,7 @@ def load(root: str | os.PathLike):
 
     store = ResultStore(root) if (Path(root) / MANIFEST).exists() else None
     if store is None:
-        raise ValueError(f"{str(root)!r}: no {MANIFEST}; not a sweep results directory")
+        raise MemoptError(f"{str(root)!r}: no {MANIFEST}; not a sweep results directory")
     frames = [_rows(*store.read(k)) for k in store.keys()]
     if not frames:
         return pd.DataFrame()

@@ -237,7 +237,12 @@ def _check_names(spec: RunSpec) -> None:
         problems.get_problem(spec.problem)
     # a real data set's shape is known only once it is loaded: check name and parameters on a stand-in shape
     stand_in = (1, 1) if spec.domain == "nuclear_ball" else (1,)
-    domains.make_domain(spec.domain, spec.shape or stand_in, **dict(spec.domain_params))
+    domain = domains.make_domain(spec.domain, spec.shape or stand_in, **dict(spec.domain_params))
+    from online_convex import learners
+
+    # the Learner's own checks (a method that runs unconstrained only, eta='theory' on an unbounded domain or
+    # for a method without a theorem step) depend on the method, eta and the domain's boundedness, not on data
+    learners.Learner(method=spec.method, config=spec.method_config(), eta=spec.eta, domain=domain)
 
 
 def run_one(spec: RunSpec) -> Any:
@@ -279,8 +284,33 @@ def _stream_setup(
 # --- executors ---------------------------------------------------------------------------------------
 
 
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``).
+
+    Called in the pool's fork server and in every worker: a ``kill -9`` of ``memopt sweep`` then takes the fork
+    server down, which takes its workers down, and the resource tracker sees its pipe close and exits; nothing
+    is left blocked on a pipe. If the parent died before the call (the process was already re-parented to
+    init), exit at once. A no-op where there is no prctl (macOS, Windows: their spawned workers notice the
+    broken pipe to the parent instead)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) != 0:
+        return  # a sandbox without prctl: the old behaviour, no worse
+    if os.getppid() == 1:  # the parent died between our fork and the prctl
+        os._exit(1)
+
+
 def _one_thread() -> None:
-    """Pool-worker initializer: one BLAS/OpenMP/torch thread per worker (workers × threads ≤ cores)."""
+    """Pool-worker initializer: die with the fork server (:func:`die_with_parent`), and one
+    BLAS/OpenMP/torch thread per worker (workers × threads ≤ cores)."""
+    die_with_parent()
     for var in _THREAD_VARS:
         os.environ[var] = "1"
     import torch

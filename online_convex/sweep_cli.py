@@ -11,7 +11,8 @@ import argparse
 import io
 from pathlib import Path
 
-from memopt_theory.storage import write_atomic
+from memopt_theory.errors import MemoptError
+from memopt_theory.storage import writable_dir, write_atomic
 from online_convex.results import load, write_table
 from online_convex.sweep import sweep
 from online_convex.sweep_file import load_sweep_file
@@ -23,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--executor",
         choices=("local", "dask"),
         default="local",
-        help="local: a process pool on this machine; dask: a Dask cluster (--scheduler) or a local one",
+        help="local (the default): a process pool on this machine; dask: a Dask cluster (--scheduler) or a "
+        "local one",
     )
     p.add_argument(
         "--workers",
@@ -44,7 +46,7 @@ def _dask_client(args: argparse.Namespace):
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise ValueError(
+        raise MemoptError(
             "--executor dask needs dask.distributed: pip install 'memopt[distributed]'"
         ) from None
     if args.scheduler is None:
@@ -53,7 +55,7 @@ def _dask_client(args: argparse.Namespace):
     try:
         return Client(args.scheduler, timeout=args.timeout)
     except (OSError, TimeoutError) as e:  # distributed raises OSError("Timed out trying to connect ...")
-        raise ValueError(
+        raise MemoptError(
             f"--scheduler {args.scheduler!r}: no Dask scheduler reachable within {args.timeout:g} s ({e}); "
             "start one with `dask scheduler` and workers with `dask worker ADDRESS`"
         ) from None
@@ -61,13 +63,18 @@ def _dask_client(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1; got {args.workers}")
+        raise MemoptError(f"--workers must be >= 1; got {args.workers}")
     if args.timeout <= 0:
-        raise ValueError(f"--timeout must be > 0 seconds; got {args.timeout}")
+        raise MemoptError(f"--timeout must be > 0 seconds; got {args.timeout}")
     if args.scheduler is not None and args.executor != "dask":
-        raise ValueError("--scheduler is for --executor dask; got --executor local")
+        raise MemoptError("--scheduler is for --executor dask; got --executor local")
     specs = load_sweep_file(args.spec)
-    out = Path(args.out or f"sweep_{Path(args.spec).stem}")
+    out = writable_dir(args.out or f"sweep_{Path(args.spec).stem}", option="--out")  # before any run
+    from online_convex.results import ResultStore
+
+    ResultStore(
+        out / "results"
+    ).keys()  # a foreign or other-version store is refused here, not after the runs
     client = _dask_client(args) if args.executor == "dask" else None
     try:
         report = sweep(

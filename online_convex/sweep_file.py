@@ -23,7 +23,7 @@ business, so the same file runs anywhere unchanged::
     grid = { ell = [2, 4, 8] }       # Config fields crossed with each other
     eta = [0.1, 1.0, 10.0]           # a number, "theory", or a list of them
 
-Runs: streams × methods × grid × eta, in file order. Errors (``ValueError``) start with ``FILE:LINE:`` — for
+Runs: streams × methods × grid × eta, in file order. Errors (``MemoptError``, a ``ValueError``) start with ``FILE:LINE:`` — for
 syntax errors tomllib's line and column, for unknown keys and invalid values the line of the key found by
 searching the text within its table.
 """
@@ -37,6 +37,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from memopt_theory.errors import MemoptError
 from online_convex.sweep import RunSpec
 
 __all__ = ["load_sweep_file", "parse_sweep"]
@@ -91,10 +92,10 @@ class _Locator:
                 return i + 1
         return start + 1
 
-    def error(self, msg: str, table: str, index: int | None = None, key: str | None = None) -> ValueError:
+    def error(self, msg: str, table: str, index: int | None = None, key: str | None = None) -> MemoptError:
         n = self.line(table, index, key)
         where = f"[[{table}]] #{index + 1}" if index is not None else (f"[{table}]" if table else "top level")
-        return ValueError(f"{self.path}:{n if n is not None else '?'}: {where}: {msg}")
+        return MemoptError(f"{self.path}:{n if n is not None else '?'}: {where}: {msg}")
 
 
 def _check_keys(loc: _Locator, table: str, index: int | None, got: dict) -> None:
@@ -114,7 +115,7 @@ def parse_sweep(text: str, path: str = "<sweep>") -> list[RunSpec]:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:  # its message ends "(at line L, column C)"
-        raise ValueError(f"{path}: invalid TOML: {e}") from None
+        raise MemoptError(f"{path}: invalid TOML: {e}") from None
     loc = _Locator(text, path)
     _check_keys(loc, "", None, doc)
     base = doc.get("sweep", {})
@@ -124,7 +125,7 @@ def parse_sweep(text: str, path: str = "<sweep>") -> list[RunSpec]:
     streams, meths = doc.get("streams", []), doc.get("methods", [])
     for name, tabs in (("streams", streams), ("methods", meths)):
         if not isinstance(tabs, list) or not tabs or not all(isinstance(t, dict) for t in tabs):
-            raise ValueError(f"{path}: needs at least one [[{name}]] table")
+            raise MemoptError(f"{path}: needs at least one [[{name}]] table")
         for i, t in enumerate(tabs):
             _check_keys(loc, name, i, t)
             if not isinstance(t.get("name"), str):
@@ -146,6 +147,14 @@ def parse_sweep(text: str, path: str = "<sweep>") -> list[RunSpec]:
         for field, values in m.get("grid", {}).items():
             if not isinstance(values, list) or not values:
                 raise loc.error(f"grid.{field} must be a non-empty list; got {values!r}", "methods", j, field)
+        if m.get("eta") == []:
+            raise loc.error(
+                'eta must be a number, "theory" or a non-empty list of them; got []', "methods", j, "eta"
+            )
+    if base.get("eta") == []:
+        raise loc.error(
+            'eta must be a number, "theory" or a non-empty list of them; got []', "sweep", None, "eta"
+        )
 
     specs = []
     for i, s in enumerate(streams):
@@ -179,7 +188,7 @@ def parse_sweep(text: str, path: str = "<sweep>") -> list[RunSpec]:
 
 def _locate(
     loc: _Locator, msg: str, base: dict, stream: tuple[int, dict], method: tuple[int, dict]
-) -> ValueError:
+) -> MemoptError:
     """Point a RunSpec error at the table and line of the key it is about (method first, then stream, sweep)."""
     (i, s), (j, m) = stream, method
     fields = [*m.get("grid", {}), *m.get("config", {})]

@@ -4,10 +4,15 @@ Imported (by name) in the ``forkserver`` process that :func:`online_convex.sweep
 pins every thread pool to one thread *before* torch loads (OpenMP and BLAS read these variables once, at
 load), then imports torch and the simulator. Workers forked from that server start warm in milliseconds
 instead of each importing torch again, and they are forked from a process that never ran a parallel region,
-which is what makes forking torch safe.
+which is what makes forking torch safe. The server and every worker ask the kernel to kill them when their
+parent dies, so a ``kill -9`` of the sweep leaves no process behind.
 """
 
 import os
+
+from online_convex.sweep import die_with_parent
+
+die_with_parent()  # the fork server dies with the sweep that started it; its workers die with it
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_var] = "1"

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memopt_theory.storage import write_atomic
+from memopt_theory.errors import MemoptError, user_input
+from memopt_theory.storage import writable_dir, write_atomic
 from spectra.null import null_factors
 from spectra.recorder import KINDS, FactorRecorder
 from spectra.runs import RUNS, make_run, train
@@ -39,13 +40,17 @@ FRAC = 0.25  # the issue's headline: mass in the top quarter of the eigenvectors
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", default="digits_mlp", choices=RUNS, help="reference run (default: digits_mlp)")
     p.add_argument("--steps", type=int, default=300, help="training steps (default: 300)")
-    p.add_argument("--device", default="cpu", help="torch device of the model and the factors (e.g. cuda)")
+    p.add_argument(
+        "--device", default="cpu", help="torch device of the model and the factors (default: cpu; e.g. cuda)"
+    )
     p.add_argument("--out", default="spectra_out", help="output directory (default: ./spectra_out)")
     p.add_argument("--seed", type=int, default=0, help="model, batches and null seed (default: 0)")
     p.add_argument(
         "--kinds", nargs="+", default=list(KINDS), help=f"factor kinds, of {KINDS} (default: both)"
     )
-    p.add_argument("--beta", type=float, default=0.999, help="EMA discount β in (0, 1]; 1 = plain sum")
+    p.add_argument(
+        "--beta", type=float, default=0.999, help="EMA discount β in (0, 1]; 1 = plain sum (default: 0.999)"
+    )
     p.add_argument("--every", type=int, default=1, help="accumulate every n-th step (default: 1)")
     p.add_argument(
         "--snapshot-every", type=int, default=50, help="eigendecompose every n steps (default: 50)"
@@ -56,29 +61,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--width", type=int, default=None, help="model width (default: the run's, 1024 for the MLP)"
     )
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128, help="training batch size (default: 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    p.add_argument("--fisher", default="empirical", choices=("empirical", "sampled"), help="K-FAC G labels")
+    p.add_argument(
+        "--fisher",
+        default="empirical",
+        choices=("empirical", "sampled"),
+        help="labels of the K-FAC G factor: the data's (empirical) or drawn from the model (sampled); "
+        "default: empirical",
+    )
 
 
 def _check_args(a: argparse.Namespace) -> None:
     for name in ("steps", "every", "snapshot_every", "k_top", "batch_size"):
         v = getattr(a, name)
         if v < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {v}")
+            raise MemoptError(f"--{name.replace('_', '-')} must be >= 1; got {v}")
     if a.snapshot_every > a.steps:
-        raise ValueError(
+        raise MemoptError(
             f"--snapshot-every ({a.snapshot_every}) must be <= --steps ({a.steps}): no snapshot would be taken"
         )
     for k in a.kinds:
         if k not in KINDS:
-            raise ValueError(f"--kinds: unknown factor kind {k!r}; known: {', '.join(KINDS)}")
+            raise MemoptError(f"--kinds: unknown factor kind {k!r}; known: {', '.join(KINDS)}")
     if not 0 < a.beta <= 1:
-        raise ValueError(f"--beta must be in (0, 1]; got {a.beta}")
+        raise MemoptError(f"--beta must be in (0, 1]; got {a.beta}")
     try:
         torch.empty(0, device=a.device)
     except (RuntimeError, AssertionError) as e:
-        raise ValueError(f"--device {a.device!r} is not usable here: {e}") from None
+        raise MemoptError(f"--device {a.device!r} is not usable here: {e}") from None
 
 
 EXACT_MAX_DIM = 2048  # Snapshotter's default: wider factors keep only their top k_top eigenpairs
@@ -155,17 +166,20 @@ def _plot(
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
     t0 = time.perf_counter()
-    out = Path(args.out)
-    r = make_run(args.run, device=args.device, seed=args.seed, width=args.width, batch_size=args.batch_size)
-    rec = FactorRecorder(
-        r.model,
-        tuple(args.kinds),
-        beta=args.beta,
-        every=args.every,
-        terms_per_example=r.terms_per_example,
-        fisher=args.fisher,
-        seed=args.seed,
-    )
+    out = writable_dir(args.out, option="--out")  # before training: a run never fails at its first save
+    with user_input():  # building the run from the arguments (e.g. --width 0): an error here is about them
+        r = make_run(
+            args.run, device=args.device, seed=args.seed, width=args.width, batch_size=args.batch_size
+        )
+        rec = FactorRecorder(
+            r.model,
+            tuple(args.kinds),
+            beta=args.beta,
+            every=args.every,
+            terms_per_example=r.terms_per_example,
+            fisher=args.fisher,
+            seed=args.seed,
+        )
     meta = {
         "run": args.run,
         "steps": args.steps,

@@ -4,7 +4,8 @@ Layout of a store ``root``::
 
     root/manifest.json                  {"format", "run", "run_id", "snapshots": [{"step", "name", "stem"}, ...]}
     root/snapshots/<stem>.npz           eigvals (k',), eigvecs (d, k'') float64
-    root/snapshots/<stem>.json          step, name, exact, trace, dim, run_id, extra, metrics — written LAST
+    root/snapshots/<stem>.json          step, name, exact, trace, dim, run_id, extra, metrics, npz_sha256
+                                        — written LAST
 
 Every file goes through ``memopt_theory.storage.write_atomic`` (temp file, fsync, rename), so a crash leaves
 the old file or the new one, never a torn one; the JSON sidecar written after the npz marks a snapshot
@@ -12,6 +13,12 @@ complete, and the manifest, rewritten atomically after the sidecar, lists only c
 snapshot finished after the last manifest write (a crash in between) is found again on resume by its
 sidecar. The manifest's ``run`` (the caller's ``run_meta``) is the run's identity: opening a root that
 holds another run's manifest is an error, opening one with the same ``run`` resumes it.
+
+Each sidecar holds the sha256 of its npz: :meth:`SnapshotStore.load` refuses an npz that does not match
+(truncated, altered, another snapshot's), and a writer resuming a run checks every listed snapshot, drops
+one whose files do not match from the manifest (a warning names it) so that the run takes it again.
+A store whose manifest is lost is rebuilt by the writer from the sidecars (each names its step, factor and
+the run's id) when every file in it belongs to this run.
 
 One writer per root (on a DDP run, rank 0); readers use ``SnapshotStore.open(root)``, which never writes.
 """
@@ -23,13 +30,15 @@ import io
 import json
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from memopt_theory.storage import read_json, read_npz, result_paths, write_atomic, write_json, write_result
+from memopt_theory.errors import MemoptError
+from memopt_theory.storage import read_json, read_result, result_paths, write_atomic, write_json, write_result
 from spectra import metrics
 
 if TYPE_CHECKING:
@@ -108,7 +117,9 @@ class SnapshotStore:
             )
         m = read_json(manifest)
         if not isinstance(m, dict) or m.get("format") != FORMAT:
-            raise ValueError(f"SnapshotStore.open: {manifest} is not a snapshot manifest (format {FORMAT!r})")
+            raise MemoptError(
+                f"SnapshotStore.open: {manifest} is not a snapshot manifest (format {FORMAT!r})"
+            )
         return cls(root, m["run"], _read_only=True)
 
     def __init__(
@@ -124,19 +135,26 @@ class SnapshotStore:
         if self._manifest.exists():
             m = read_json(self._manifest)
             if not isinstance(m, dict) or m.get("format") != FORMAT:
-                raise ValueError(f"{where}: {self._manifest} is not a snapshot manifest (format {FORMAT!r})")
+                raise MemoptError(f"{where}: {self._manifest} is not a snapshot manifest (format {FORMAT!r})")
             if m.get("run") != self.run_meta:
-                raise ValueError(
+                raise MemoptError(
                     f"{where}: {self.root} holds snapshots of another run: {m.get('run')!r}; this run is "
                     f"{self.run_meta!r}. Choose another directory (or delete that one)."
                 )
             for e in m["snapshots"]:
                 self._entries[(int(e["step"]), str(e["name"]))] = str(e["stem"])
             if not self.read_only:
-                self._recover()
+                self._recover(verify_listed=True)
         else:
+            if not self.read_only and self._orphaned_snapshots_of_this_run():
+                warnings.warn(
+                    f"{where}: {self._manifest} was missing; rebuilt from the snapshot sidecars of this run",
+                    stacklevel=2,
+                )
+                self._recover(verify_listed=False)
+                return
             if self.root.exists() and any(not p.name.startswith(".") for p in self.root.iterdir()):
-                raise ValueError(
+                raise MemoptError(
                     f"{where}: {self.root} is not empty and has no manifest.json: not a snapshot store; "
                     "choose an empty or new directory"
                 )
@@ -152,20 +170,49 @@ class SnapshotStore:
             {"format": FORMAT, "run": self.run_meta, "run_id": self.run_id, "snapshots": snaps},
         )
 
-    def _recover(self) -> None:
-        """Resume: drop temp files of a killed write, adopt snapshots completed after the last manifest."""
+    def _orphaned_snapshots_of_this_run(self) -> bool:
+        """True if root holds only ``snapshots/`` (and temp files), whose every sidecar is of this run."""
+        if not self._dir.is_dir():
+            return False
+        if any(p.name != "snapshots" and not p.name.startswith(".") for p in self.root.iterdir()):
+            return False
+        sides = sorted(self._dir.glob("*.json"))
+        for side in sides:
+            try:
+                meta = read_json(side)
+            except (ValueError, OSError):
+                return False
+            if (
+                not isinstance(meta, dict)
+                or meta.get("run_id") != self.run_id
+                or meta.get("format") != FORMAT
+            ):
+                return False
+        return bool(sides)
+
+    def _recover(self, verify_listed: bool = True) -> None:
+        """Resume: drop temp files of a killed write; drop listed snapshots whose npz no longer matches its
+        sidecar's hash (warning: they are taken again); adopt snapshots completed after the last manifest."""
         self._dir.mkdir(parents=True, exist_ok=True)
         for tmp in list(self.root.glob(".*.tmp")) + list(self._dir.glob(".*.tmp")):
             tmp.unlink(missing_ok=True)
+        if verify_listed:
+            for key, stem in list(self._entries.items()):
+                try:
+                    read_result(self._dir / stem)
+                except (ValueError, OSError) as e:
+                    warnings.warn(
+                        f"SnapshotStore: dropping snapshot {key} to take it again: {e}", stacklevel=3
+                    )
+                    del self._entries[key]
         known = set(self._entries.values())
         for side in sorted(self._dir.glob("*.json")):
             if side.stem in known:
                 continue
             try:
-                meta = read_json(side)
-                read_npz(side.with_suffix(".npz"))
+                _, meta = read_result(self._dir / side.stem)
             except (ValueError, OSError):
-                continue  # not ours or unreadable: never listed
+                continue  # not ours, unreadable or not matching its hash: never listed
             if isinstance(meta, dict) and meta.get("run_id") == self.run_id and meta.get("format") == FORMAT:
                 self._entries[(int(meta["step"]), str(meta["name"]))] = side.stem
         self._write_manifest()
@@ -243,7 +290,7 @@ class SnapshotStore:
                 f"SnapshotStore.load: no snapshot ({step!r}, {name!r}) in {self.root}; steps {self.steps()}, names {self.names()}"
             )
         stem = self._entries[(step, name)]
-        arrays, meta = read_npz(result_paths(self._dir / stem)[0]), self._meta(stem)
+        arrays, meta = read_result(self._dir / stem)  # the npz must match its sidecar's sha256
         return Decomposition(
             arrays["eigvals"], arrays["eigvecs"], bool(meta["exact"]), float(meta["trace"]), int(meta["dim"])
         )

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import torch
 
+import online_convex.sweep
 from memopt_theory.cli import main as memopt_main
 from online_convex import domains, learners, problems, simulate, streams
 from online_convex.plots_sweep import best_points, regret_vs_memory
@@ -363,7 +364,7 @@ def test_corrupt_result_is_named_not_skipped(stored):
     npz = stored / f"{SPECS[0].key}.npz"
     npz.write_bytes(npz.read_bytes()[:50])  # torn by hand: atomic writes never leave this
     for call in (lambda: load(stored), lambda: sweep(SPECS[:2], ThreadPoolExecutor(1), results_dir=stored)):
-        with pytest.raises(ValueError, match=rf"{npz.name}: not a readable npz file"):
+        with pytest.raises(ValueError, match=rf"{npz.name}: its content does not match the sha256"):
             call()
 
 
@@ -383,10 +384,18 @@ def test_npz_without_json_is_an_unfinished_run_and_is_rerun(stored, reference):
     assert_store_equals(stored, {k: reference[k] for k in (SPECS[0].key, SPECS[1].key)})
 
 
-def test_failing_run_names_the_spec_and_keeps_finished_ones(tmp_path):
-    bad = RunSpec(method="ogd", stream="power_law", shape=(3,), T=5, eta="theory", domain="unconstrained")
+def test_failing_run_names_the_spec_and_keeps_finished_ones(tmp_path, monkeypatch):
+    bad = RunSpec(method="ogd", stream="power_law", shape=(3,), T=5, eta=0.1, domain="unconstrained")
+
+    def run_one(spec):  # a run that fails in its worker (a bad spec is now refused before: RunSpec checks)
+        if spec.key == bad.key:
+            raise FloatingPointError("diverged")
+        return real_run_one(spec)
+
+    real_run_one = online_convex.sweep.run_one
+    monkeypatch.setattr(online_convex.sweep, "run_one", run_one)  # a ThreadPoolExecutor sees the patch
     with pytest.raises(
-        RuntimeError, match=rf"run {bad.key} \({re.escape(bad.label)} on power_law\) failed: .*bounded domain"
+        RuntimeError, match=rf"run {bad.key} \({re.escape(bad.label)} on power_law\) failed: .*diverged"
     ):
         sweep([SPECS[0], bad], ThreadPoolExecutor(1), results_dir=tmp_path, progress=False)
     assert ResultStore(tmp_path).keys() == [SPECS[0].key]

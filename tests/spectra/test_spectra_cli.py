@@ -84,6 +84,7 @@ def test_rerun_resumes_and_another_run_is_refused(small_run, capsys):
         (["--steps", "0"], "--steps must be >= 1"),
         (["--snapshot-every", "7"], "must be <= --steps"),
         (["--device", "nodevice"], "--device 'nodevice' is not usable"),
+        (["--width", "0"], "make_run: width must be >= 4; got 0"),  # before: a traceback
     ],
 )
 def test_bad_input(tmp_path, capsys, extra, match):

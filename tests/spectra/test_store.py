@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from memopt_theory.errors import MemoptError
 from spectra import metrics
 from spectra.store import FORMAT, TABLE_COLUMNS, Decomposition, SnapshotStore
 
@@ -218,3 +219,48 @@ def test_store_bad_input(tmp_path):
     with pytest.raises(TypeError, match=r"run_meta must be a dict"):
         SnapshotStore(tmp_path / "y", ["run"])
     assert store.steps() == []  # nothing half-written by the refused calls
+
+
+def test_truncated_snapshot_is_noticed_on_resume_and_on_load(tmp_path):
+    """Before: a truncated snapshot npz listed in the manifest was kept on resume (the run exited 0 with a
+    broken store). Its sidecar's sha256 no longer matches: a reader refuses it naming the file, and a
+    resuming writer drops it with a warning so that the run takes that snapshot again."""
+    meta = {"run": "trunc"}
+    store = SnapshotStore(tmp_path, meta)
+    for step in (0, 1):
+        store.write(step, "a:shampoo_L", _dec(step))
+    npz = next((tmp_path / "snapshots").glob("000000001__*.npz"))
+    npz.write_bytes(npz.read_bytes()[:100])
+    with pytest.raises(MemoptError, match=rf"{npz.name}: its content does not match the sha256"):
+        SnapshotStore.open(tmp_path).load(1, "a:shampoo_L")
+    with pytest.warns(UserWarning, match=r"dropping snapshot \(1, 'a:shampoo_L'\) to take it again"):
+        resumed = SnapshotStore(tmp_path, meta)
+    assert resumed.steps() == [0] and _same(resumed.load(0, "a:shampoo_L"), _dec(0))
+    resumed.write(1, "a:shampoo_L", _dec(1))
+    assert _same(SnapshotStore.open(tmp_path).load(1, "a:shampoo_L"), _dec(1))
+
+
+def test_another_snapshots_npz_copied_over_is_refused(tmp_path):
+    store = SnapshotStore(tmp_path, {"run": "swap"})
+    store.write(0, "a:kfac_A", _dec(0))
+    store.write(1, "a:kfac_A", _dec(1))
+    n0, n1 = sorted((tmp_path / "snapshots").glob("*.npz"))
+    n0.write_bytes(n1.read_bytes())  # same names and shapes: np.load alone would accept it
+    with pytest.raises(MemoptError, match=rf"{n0.name}: its content does not match"):
+        SnapshotStore.open(tmp_path).load(0, "a:kfac_A")
+
+
+def test_lost_manifest_is_rebuilt_from_this_runs_sidecars(tmp_path):
+    """The sidecars name their step, factor and the run's id: a writer of the same run rebuilds the manifest
+    (warning), losing nothing; another run still finds the directory foreign."""
+    meta = {"run": "lost"}
+    store = SnapshotStore(tmp_path, meta)
+    for step, name in ((0, "a:kfac_A"), (0, "b.c:shampoo_R"), (5, "a:kfac_A")):
+        store.write(step, name, _dec(step))
+    (tmp_path / "manifest.json").unlink()
+    with pytest.raises(MemoptError, match="is not empty and has no manifest.json"):
+        SnapshotStore(tmp_path, {"run": "other"})
+    with pytest.warns(UserWarning, match="manifest.json was missing; rebuilt from the snapshot sidecars"):
+        rebuilt = SnapshotStore(tmp_path, meta)
+    assert rebuilt.steps() == [0, 5] and rebuilt.names() == ["a:kfac_A", "b.c:shampoo_R"]
+    assert _same(SnapshotStore.open(tmp_path).load(5, "a:kfac_A"), _dec(5))
