@@ -193,7 +193,7 @@ class Learner:
         state."""
         try:
             u, new = self.spec.update(g, state, self.config, param=x)
-        except (ValueError, torch.linalg.LinAlgError) as e:
+        except (ValueError, torch.linalg.LinAlgError) as e:  # e.g. factorising an overflowed factor
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise StepRefused(self.method, t, _refusal(g, self.shape, f"the update failed ({msg})")) from e
         # x_t − u or x_t − η·u alone (no projection) cannot fail on a NaN/inf: one check of all three after it.
@@ -276,10 +276,14 @@ def _refusal(g: Tensor, shape: tuple[int, ...], what: str, seeds=None) -> str:
         if gmax * gmax > torch.finfo(g.dtype).max
         else ""
     )
-    who = f"seed(s) {seeds} of {math.prod(batch)}" if seeds else f"a seed of {math.prod(batch)}"
+    n = math.prod(batch)
+    if (
+        not seeds
+    ):  # nothing to blame on the gradient (an option or shape error, or an overflow built up slowly)
+        return f"{what} (largest |g_t| = {float(rows.max()) if rows.numel() else 0.0:.3g}, {n} seeds); state not kept"
     return (
-        f"{what} for {who} (largest |g_t| there = {gmax:.3g}{hint}); the state was not kept: scale the "
-        "stream down or use float64"
+        f"{what} for seed(s) {seeds} of {n} (largest |g_t| there = {gmax:.3g}{hint}); the state was not kept: "
+        "scale the stream down or use float64"
     )
 
 

@@ -96,3 +96,24 @@ def test_the_simulator_stops_at_the_overflowing_round_naming_the_seed():
     a[2, 2] = 1.0  # the same stream without the overflow runs to the end with a finite trace
     tr = simulate.run(L, "linear", RoundData(a=a, y=torch.zeros(8, 4)))
     assert np.isfinite(tr.cum_loss).all() and np.isfinite(tr.regret_upper).all()
+
+
+def test_a_nan_gradient_names_the_round_and_seed_and_other_errors_keep_their_message():
+    """A NaN in seed 0's gradient: the update's own refusal ('grad must be finite') with the method, round and
+    seed; a wrong-shaped gradient keeps the update's message, with the method and round in front."""
+    L = _learner("adagrad_diag", make_domain("unconstrained", S))
+    x, st = L.initial_point(B, torch.float32), L.init(S, B, dtype=torch.float32)
+    g = torch.ones((*B, *S))
+    g[0, 1, 2] = float("nan")
+    with pytest.raises(
+        ValueError,
+        match=r"^adagrad_diag learner, round 5: the update failed \(adagrad_diag\.update: "
+        r"grad must be finite; it has 1 NaN/inf entries.*\) for seed\(s\) \[0\] of 3",
+    ):
+        L.step(g, x, st, t=5)
+    with pytest.raises(
+        ValueError,
+        match=r"^adagrad_diag learner, round 5: the update failed \(adagrad_diag\.update: grad has shape "
+        r"\(3, 5, 6\); the state expects \(3, 6, 5\)\) \(largest \|g_t\| = 1, 3 seeds\); state not kept$",
+    ):
+        L.step(torch.ones(3, 5, 6), x, st, t=5)
