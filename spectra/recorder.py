@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from memopt_theory.validation import check_choice, check_int, check_real
 from spectra.kfac import accumulate, gram, input_rows, output_grad_rows, shampoo_factors, weight_matrix
+from spectra.sketched import FactorSketch, compress_columns, sketch_init, sketch_update
 
 __all__ = ["FactorRecorder", "KINDS", "FACTORS"]
 
@@ -109,6 +110,10 @@ class FactorRecorder:
     terms_per_example : int ≥ 1, loss terms per example (tokens of a sequence) under a mean reduction.
     dtype : factor dtype; default float32, or float64 when the model is float64.
     seed : seed of the label sampler for ``fisher="sampled"``.
+    sketch : int ≥ 2 or None
+        Keep every factor as a Frequent Directions sketch of size ℓ = ``sketch`` (O(d·ℓ) memory, with
+        F̄ ⪯ F ⪯ F̄ + ρI; ``spectra.sketched``) instead of the dense d × d sum; read it with ``sketches()``.
+        Not available with more than one distributed rank (the sketch would need every rank's rows).
     """
 
     def __init__(
@@ -129,6 +134,7 @@ class FactorRecorder:
         dtype: torch.dtype | None = None,
         seed: int = 0,
         process_group=None,
+        sketch: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"{_WHERE}: model must be a torch.nn.Module; got {type(model).__name__}")
@@ -155,6 +161,8 @@ class FactorRecorder:
             raise TypeError(f"{_WHERE}: dtype must be a floating torch.dtype or None; got {dtype!r}")
         self.kinds = kinds
         self.process_group = process_group
+        self.sketch = None if sketch is None else check_int(sketch, "sketch", where=_WHERE, low=2)
+        self._sketches: dict[str, FactorSketch] = {}
 
         inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         self._layers: list[_Layer] = []
@@ -217,7 +225,10 @@ class FactorRecorder:
         return torch.is_grad_enabled() and self._calls % self.every == 0
 
     def _add(self, layer: _Layer, key: str, S: Tensor, count: int) -> None:
-        if key in layer.pending:  # out of place: S may be shared with other layers (see _input_gram)
+        if key in layer.pending and self.sketch:  # column factors: [C₁, C₂][C₁, C₂]ᵀ = C₁C₁ᵀ + C₂C₂ᵀ
+            layer.pending[key][0] = compress_columns(torch.cat([layer.pending[key][0], S], dim=1))
+            layer.pending[key][1] += count
+        elif key in layer.pending:  # out of place: S may be shared with other layers (see _input_gram)
             layer.pending[key][0] = layer.pending[key][0] + S
             layer.pending[key][1] += count
         else:
@@ -232,7 +243,7 @@ class FactorRecorder:
         if hit is not None and hit[0] is x:  # the tensor itself is held, so its memory cannot be reused
             return hit[1], hit[2]
         a = input_rows(module, x.detach()).to(self.device, self.dtype)
-        S = gram(a)
+        S = compress_columns(a.T) if self.sketch else gram(a)  # sketch: a factor C with C Cᵀ = Σ a aᵀ
         self._gram_cache[key] = (x, S, a.shape[0])
         return S, a.shape[0]
 
@@ -260,7 +271,7 @@ class FactorRecorder:
                     scale = float(n_terms) if self.reduction == "mean" else 1.0
                     terms = n_terms
                 rows = output_grad_rows(module, g.detach()).to(self.device, self.dtype) * scale
-                self._add(layer, "G", gram(rows), terms)
+                self._add(layer, "G", compress_columns(rows.T) if self.sketch else gram(rows), terms)
                 layer.rows["kfac_G"] = rows.shape[0]
 
             output.register_hook(grad_hook)
@@ -309,6 +320,11 @@ class FactorRecorder:
             or dist.get_world_size(self.process_group) == 1
         ):
             return
+        if self.sketch:
+            raise ValueError(
+                f"{_WHERE}: sketch={self.sketch} is single-process only (the sketch of the global batch needs "
+                "every rank's rows); record dense factors (sketch=None) under DDP"
+            )
         flat = torch.cat([torch.cat([S.reshape(-1), S.new_tensor([float(c)])]) for S, c in pairs])
         dist.all_reduce(flat, group=self.process_group)
         i = 0
@@ -331,7 +347,10 @@ class FactorRecorder:
             for key, f in (("A", "kfac_A"), ("G", "kfac_G")):
                 if f in layer.kept and key not in layer.pending:
                     d = layer.dims[f]
-                    layer.pending[key] = [torch.zeros(d, d, device=self.device, dtype=self.dtype), 0]
+                    layer.pending[key] = [
+                        torch.zeros(d, 0 if self.sketch else d, device=self.device, dtype=self.dtype),
+                        0,
+                    ]
         self._all_reduce([layer.pending[k] for layer in self._layers for k in sorted(layer.pending)])
         for layer in self._layers:
             new: dict[str, Tensor] = {}
@@ -339,31 +358,57 @@ class FactorRecorder:
                 g = layer.module.weight.grad
                 if g is None:  # unused this step: a zero gradient
                     g = torch.zeros_like(layer.module.weight)
-                L, R = shampoo_factors(g.detach().to(self.device, self.dtype))
-                new["shampoo_L"], new["shampoo_R"] = L, R
+                G = weight_matrix(g.detach().to(self.device, self.dtype))
+                if self.sketch:  # L = G Gᵀ and R = Gᵀ G as column factors, never d × d
+                    new["shampoo_L"], new["shampoo_R"] = G, G.T
+                else:
+                    new["shampoo_L"], new["shampoo_R"] = shampoo_factors(G)
                 layer.rows["shampoo_L"], layer.rows["shampoo_R"] = (
-                    R.shape[0],
-                    L.shape[0],
+                    G.shape[1],
+                    G.shape[0],
                 )  # columns, rows of G
             for key, f in (("A", "kfac_A"), ("G", "kfac_G")):
                 if f in layer.kept:
                     S, count = layer.pending[key]
-                    new[f] = S / count if count else S
+                    new[f] = S / (math.sqrt(count) if self.sketch else count) if count else S
                     if key == "A":
                         layer.rows[f] = layer.rows["kfac_G"] = count  # global rows; G has one per A row
             layer.pending.clear()
             for f in layer.kept:
                 k = f"{layer.name}:{f}"
-                self._totals[k] = accumulate(self._totals.get(k), new[f], self.beta)
+                if self.sketch:
+                    sk = self._sketches.get(k)
+                    if sk is None:
+                        sk = sketch_init(layer.dims[f], self.sketch, dtype=self.dtype, device=self.device)
+                    self._sketches[k] = sketch_update(sk, new[f], self.beta)
+                else:
+                    self._totals[k] = accumulate(self._totals.get(k), new[f], self.beta)
         self.num_updates += 1
 
     def factors(self) -> dict[str, Tensor]:
         """{"<layer>:<factor>": (d, d)} on ``device`` in ``dtype``; copies, so callers may modify them."""
+        if self.sketch:
+            raise ValueError(
+                f"{_WHERE}.factors: this recorder keeps FD sketches (sketch={self.sketch}), not dense factors; "
+                "use sketches()"
+            )
         if not self._totals:
             raise ValueError(
                 f"{_WHERE}.factors: no step accumulated yet (num_updates = 0); call step() first"
             )
         return {k: v.clone() for k, v in self._totals.items()}
+
+    def sketches(self) -> dict[str, FactorSketch]:
+        """{"<layer>:<factor>": FactorSketch} of a ``sketch=ℓ`` recorder (``spectra.sketched``)."""
+        if not self.sketch:
+            raise ValueError(
+                f"{_WHERE}.sketches: this recorder keeps dense factors (sketch=None); use factors()"
+            )
+        if not self._sketches:
+            raise ValueError(
+                f"{_WHERE}.sketches: no step accumulated yet (num_updates = 0); call step() first"
+            )
+        return dict(self._sketches)
 
     def factor_shapes(self) -> dict[str, tuple[int, int]]:
         """{"<layer>:<factor>": (d, r)}: the factor is d×d and each step adds r outer products (for the null)."""

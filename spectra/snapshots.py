@@ -13,6 +13,18 @@ Accuracy above the limit. With a gap λ_{k+1}/λ_k = γ < 1, the range finder's 
 γ^{2q+1} in the number q of power iterations, and Rayleigh–Ritz values θ_i interlace, 0 ≤ θ_i ≤ λ_i
 (Cauchy), with λ_i − θ_i = O(λ_1 · sin² Θ). Where no gap exists the top-k eigenvalues are still
 lower bounds, so a top-k mass computed from them never overstates the concentration.
+
+A posteriori error, stated per snapshot (:func:`ritz_error_bound`). For the orthonormal Ritz basis V (d × k),
+Θ = VᵀFV and residual R = FV − VΘ, write F in the basis [V, V⊥]: F = [[Θ, Bᵀ], [B, C]] with ‖B‖₂ = ‖R‖₂ and
+C = V⊥ᵀFV⊥ ⪰ 0, so λ_max(C) ≤ tr C = tr F − Σ_i θ_i =: c. Weyl's inequality for F = diag(Θ, C) + (off-diagonal
+part of norm ‖R‖₂) gives, for every i ≤ k,
+
+    θ_i ≤ λ_i(F) ≤ max(θ_i, c) + ‖R‖₂,
+
+the lower end by interlacing. So every top-k eigenvalue is pinned to within ‖R‖₂ once the Ritz values
+exceed the trace left outside the basis, and the top-k mass to within k·‖R‖₂/tr F. Snapshots above the exact
+limit store ``ritz_resid`` = ‖R‖₂ and ``ritz_rest`` = c in their table rows; a snapshot of an FD-sketched factor
+(``spectra.sketched``) stores ``fd_rho`` = ρ, with s_i ≤ λ_i ≤ s_i + ρ.
 """
 
 from __future__ import annotations
@@ -25,9 +37,10 @@ import torch
 from torch import Tensor
 
 from spectra import metrics
+from spectra.sketched import FactorSketch, sketch_decomposition
 from spectra.store import Decomposition, SnapshotStore  # Decomposition lives with its file format
 
-__all__ = ["Decomposition", "decompose", "Snapshotter", "METHODS"]
+__all__ = ["Decomposition", "decompose", "ritz_error_bound", "Snapshotter", "METHODS"]
 
 METHODS = ("auto", "eigh", "lobpcg", "randomized")
 
@@ -154,6 +167,22 @@ def decompose(
     )
 
 
+def ritz_error_bound(F: Tensor, dec: Decomposition) -> tuple[float, float]:
+    """(‖R‖₂, c) for the top-k pairs of ``dec``: θ_i ≤ λ_i(F) ≤ max(θ_i, c) + ‖R‖₂ (module docstring).
+
+    R = FV − V(VᵀFV) for V = ``dec.eigvecs`` and c = tr F − Σ θ_i (θ = ``dec.eigvals``); both in float64.
+    """
+    F64 = _check_factor(F, "ritz_error_bound").detach().to("cpu", torch.float64)
+    F64 = 0.5 * (F64 + F64.T)
+    V = torch.from_numpy(np.asarray(dec.eigvecs, dtype=np.float64))
+    theta = torch.from_numpy(np.asarray(dec.eigvals, dtype=np.float64))[: V.shape[1]]
+    # VᵀFV is diagonal only up to round-off: project with the full matrix, not diag(θ)
+    FV = F64 @ V
+    R = FV - V @ (V.T @ FV)
+    resid = float(torch.linalg.matrix_norm(R, ord=2)) if R.numel() else 0.0
+    return resid, max(float(torch.trace(F64)) - float(theta.sum()), 0.0)
+
+
 class Snapshotter:
     """Decompose every recorded factor every ``every`` steps and write one file per factor per snapshot.
 
@@ -212,7 +241,10 @@ class Snapshotter:
         """Write a snapshot of every factor if ``step`` is on the cadence; True if it is.
 
         A factor already stored for this step (a resumed run) is not recomputed. An all-zero factor (nothing
-        accumulated yet) is stored with trace 0 and no metrics.
+        accumulated yet) is stored with trace 0 and no metrics. A value may be a dense factor (d, d) or a
+        ``spectra.sketched.FactorSketch`` (``FactorRecorder(sketch=ℓ).sketches()``), whose snapshot is the
+        sketch's own eigenpairs with ``fd_rho`` = ρ beside them. Inexact (top-k) solves store ``ritz_resid``
+        and ``ritz_rest`` (``ritz_error_bound``).
         """
         if type(step) is not int or step < 0:
             raise ValueError(f"Snapshotter.maybe_snapshot: step must be an int >= 0; got {step!r}")
@@ -225,18 +257,29 @@ class Snapshotter:
         for name in sorted(factors):
             if self.store.has(step, name):
                 continue
-            F = _check_factor(factors[name], f"Snapshotter.maybe_snapshot (factor {name!r})")
-            d = int(F.shape[0])
-            k = min(self.k_top, d)
-            dec = decompose(F, k=k, exact_max_dim=self.exact_max_dim, method=self.method, seed=self.seed)
             extra: dict[str, float] = {}
+            value = factors[name]
+            F: Tensor | None
+            if isinstance(value, FactorSketch):
+                dec, extra["fd_rho"] = sketch_decomposition(value, self.k_top)
+                d, k, F = dec.dim, min(self.k_top, dec.dim), None
+            else:
+                F = _check_factor(value, f"Snapshotter.maybe_snapshot (factor {name!r})")
+                d = int(F.shape[0])
+                k = min(self.k_top, d)
+                dec = decompose(F, k=k, exact_max_dim=self.exact_max_dim, method=self.method, seed=self.seed)
+                if not dec.exact:
+                    extra["ritz_resid"], extra["ritz_rest"] = ritz_error_bound(F, dec)
             prev = self._previous_basis(step, name)
             if prev is not None and dec.trace > 0 and prev[1].shape[0] == d:
-                kp = min(k, prev[1].shape[1])
+                kp = min(k, prev[1].shape[1], dec.eigvecs.shape[1])
                 extra["prev_step"] = float(prev[0])
                 extra["overlap_prev"] = metrics.subspace_overlap(prev[1][:, :kp], dec.eigvecs[:, :kp])
-                F64 = F.detach().to("cpu", torch.float64).numpy()
-                extra["stale_capture_prev"] = metrics.stale_basis_capture(prev[1], 0.5 * (F64 + F64.T), kp)
+                if F is not None:  # a sketch has no dense F to measure the stale basis on
+                    F64 = F.detach().to("cpu", torch.float64).numpy()
+                    extra["stale_capture_prev"] = metrics.stale_basis_capture(
+                        prev[1], 0.5 * (F64 + F64.T), kp
+                    )
             self.store.write(step, name, dec, extra=extra)
             if dec.trace > 0 and math.isfinite(dec.trace):
                 self._prev[name] = (step, dec.eigvecs)
