@@ -59,6 +59,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--fisher", default="empirical", choices=("empirical", "sampled"), help="K-FAC G labels")
+    p.add_argument(
+        "--sketch",
+        type=int,
+        default=None,
+        metavar="ELL",
+        help="keep each factor as a Frequent Directions sketch of size ELL (O(d·ELL) memory instead of d²; "
+        "each snapshot stores the escaped mass fd_rho, with s_i <= λ_i <= s_i + fd_rho); default: dense factors",
+    )
 
 
 def _check_args(a: argparse.Namespace) -> None:
@@ -73,6 +81,10 @@ def _check_args(a: argparse.Namespace) -> None:
     for k in a.kinds:
         if k not in KINDS:
             raise ValueError(f"--kinds: unknown factor kind {k!r}; known: {', '.join(KINDS)}")
+    if a.sketch is not None and a.sketch < 2:
+        raise ValueError(
+            f"--sketch must be >= 2 (the FD sketch size ℓ keeps ℓ - 1 directions); got {a.sketch}"
+        )
     if not 0 < a.beta <= 1:
         raise ValueError(f"--beta must be in (0, 1]; got {a.beta}")
     try:
@@ -165,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         terms_per_example=r.terms_per_example,
         fisher=args.fisher,
         seed=args.seed,
+        sketch=args.sketch,
     )
     meta = {
         "run": args.run,
@@ -180,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "fisher": args.fisher,
         "device": str(r.device),
+        **({"sketch": args.sketch} if args.sketch else {}),  # absent for dense runs: older stores stay valid
     }
     store = SnapshotStore(out, meta)
     snap = Snapshotter(
@@ -188,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
 
     def on_step(t: int) -> None:
         if (t + 1) % args.snapshot_every == 0:  # factors() copies: only on the eigensolve cadence
-            snap.maybe_snapshot(t + 1, rec.factors())
+            snap.maybe_snapshot(t + 1, rec.sketches() if args.sketch else rec.factors())
 
     with rec:
         losses = train(r, args.steps, lr=args.lr, recorder=rec, on_step=on_step, progress=True)

@@ -16,7 +16,8 @@ lower bounds, so a top-k mass computed from them never overstates the concentrat
 
 A posteriori error, stated per snapshot (:func:`ritz_error_bound`). For the orthonormal Ritz basis V (d × k),
 Θ = VᵀFV and residual R = FV − VΘ, write F in the basis [V, V⊥]: F = [[Θ, Bᵀ], [B, C]] with ‖B‖₂ = ‖R‖₂ and
-C = V⊥ᵀFV⊥ ⪰ 0, so λ_max(C) ≤ tr C = tr F − Σ_i θ_i =: c. Weyl's inequality for F = diag(Θ, C) + (off-diagonal
+C = V⊥ᵀFV⊥ ⪰ 0, so λ_max(C) ≤ c := min(‖C‖_F, tr C) with tr C = tr F − Σ_i θ_i and ‖C‖_F = ‖PFP‖_F for the
+projector P = I − VVᵀ (the Frobenius norm is the sharper one when the trace outside V is spread thin). Weyl's inequality for F = diag(Θ, C) + (off-diagonal
 part of norm ‖R‖₂) gives, for every i ≤ k,
 
     θ_i ≤ λ_i(F) ≤ max(θ_i, c) + ‖R‖₂,
@@ -170,7 +171,9 @@ def decompose(
 def ritz_error_bound(F: Tensor, dec: Decomposition) -> tuple[float, float]:
     """(‖R‖₂, c) for the top-k pairs of ``dec``: θ_i ≤ λ_i(F) ≤ max(θ_i, c) + ‖R‖₂ (module docstring).
 
-    R = FV − V(VᵀFV) for V = ``dec.eigvecs`` and c = tr F − Σ θ_i (θ = ``dec.eigvals``); both in float64.
+    R = FV − V(VᵀFV) for V = ``dec.eigvecs``; c = min(‖PFP‖_F, tr F − Σ θ_i) ≥ λ_max(V⊥ᵀFV⊥), P = I − VVᵀ,
+    θ = ``dec.eigvals``; all in float64, O(d²k). PFP is formed term by term (no ‖F‖²_F − 2‖FV‖²_F + …
+    cancellation) and its norm padded by d·ε·‖F‖_F for the rounding of those products.
     """
     F64 = _check_factor(F, "ritz_error_bound").detach().to("cpu", torch.float64)
     F64 = 0.5 * (F64 + F64.T)
@@ -180,7 +183,14 @@ def ritz_error_bound(F: Tensor, dec: Decomposition) -> tuple[float, float]:
     FV = F64 @ V
     R = FV - V @ (V.T @ FV)
     resid = float(torch.linalg.matrix_norm(R, ord=2)) if R.numel() else 0.0
-    return resid, max(float(torch.trace(F64)) - float(theta.sum()), 0.0)
+    VtF = FV.T
+    C = F64 - V @ VtF - FV @ V.T + V @ (VtF @ V) @ V.T  # P F P, P = I − VVᵀ
+    d = F64.shape[0]
+    frob = float(torch.linalg.matrix_norm(C)) + d * torch.finfo(torch.float64).eps * float(
+        torch.linalg.matrix_norm(F64)
+    )
+    rest_trace = max(float(torch.trace(F64)) - float(theta.sum()), 0.0)
+    return resid, min(frob, rest_trace)
 
 
 class Snapshotter:
