@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memopt_theory.validation import check_choice, check_int, check_real
-from spectra.kfac import accumulate, gram, input_rows, output_grad_rows, shampoo_factors, weight_matrix
+from spectra.kfac import gram, input_rows, output_grad_rows, weight_matrix
 from spectra.sketched import FactorSketch, compress_columns, sketch_init, sketch_update
 
 __all__ = ["FactorRecorder", "KINDS", "FACTORS"]
@@ -114,6 +114,13 @@ class FactorRecorder:
         Keep every factor as a Frequent Directions sketch of size ℓ = ``sketch`` (O(d·ℓ) memory, with
         F̄ ⪯ F ⪯ F̄ + ρI; ``spectra.sketched``) instead of the dense d × d sum; read it with ``sketches()``.
         Not available with more than one distributed rank (the sketch would need every rank's rows).
+    kfac_rows : int ≥ 1 or None
+        K-FAC from a random subsample: each accumulated step keeps m = min(kfac_rows, M) of the M rows (tokens ×
+        examples; one uniform draw without replacement per step and row count, shared by A and G so both read
+        the same positions) and estimates A_t = (1/M)Σ_r a_r a_rᵀ by Â_t = (1/m)Σ_{r∈S} a_r a_rᵀ, G_t likewise with
+        its per-term scale. The estimate is unbiased, E Â_t = A_t, with entrywise variance
+        Var(Â_t)_ij = (σ²_ij/m)·(M − m)/(M − 1), σ²_ij the variance of (a_r a_rᵀ)_ij over the M rows (sampling
+        without replacement; 0 when m = M). Costs m/M of the Gram products. None: every row (exact).
     """
 
     def __init__(
@@ -135,6 +142,7 @@ class FactorRecorder:
         seed: int = 0,
         process_group=None,
         sketch: int | None = None,
+        kfac_rows: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"{_WHERE}: model must be a torch.nn.Module; got {type(model).__name__}")
@@ -163,6 +171,8 @@ class FactorRecorder:
         self.process_group = process_group
         self.sketch = None if sketch is None else check_int(sketch, "sketch", where=_WHERE, low=2)
         self._sketches: dict[str, FactorSketch] = {}
+        self.kfac_rows = None if kfac_rows is None else check_int(kfac_rows, "kfac_rows", where=_WHERE, low=1)
+        self._row_subsets: dict[tuple[int, torch.device], Tensor] = {}  # M -> this step's kept rows
 
         inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         self._layers: list[_Layer] = []
@@ -242,10 +252,30 @@ class FactorRecorder:
         hit = self._gram_cache.get(key)
         if hit is not None and hit[0] is x:  # the tensor itself is held, so its memory cannot be reused
             return hit[1], hit[2]
-        a = input_rows(module, x.detach()).to(self.device, self.dtype)
+        rows = input_rows(module, x.detach())
+        a = self._subsample(rows).to(self.device, self.dtype)
         S = compress_columns(a.T) if self.sketch else gram(a)  # sketch: a factor C with C Cᵀ = Σ a aᵀ
-        self._gram_cache[key] = (x, S, a.shape[0])
-        return S, a.shape[0]
+        self._gram_cache[key] = (x, S, rows.shape[0])  # the full row count: the subsample is rescaled
+        return S, rows.shape[0]
+
+    def _subsample(self, rows: Tensor) -> Tensor:
+        """The rows of this step's subsample (``kfac_rows``), rescaled so that Σ over them estimates Σ over all.
+
+        With m of M rows kept, (M/m)·Σ_{r∈S} x_r x_rᵀ is unbiased for Σ_r x_r x_rᵀ; the factor √(M/m) on the rows
+        does that inside the Gram product, so the counts (and the 1/M of the mean) stay those of the full batch.
+        """
+        M = rows.shape[0]
+        if self.kfac_rows is None or self.kfac_rows >= M:
+            return rows
+        key = (M, rows.device)
+        idx = self._row_subsets.get(key)
+        if idx is None:
+            gen = self._generators.get(torch.device("cpu"))
+            if gen is None:
+                gen = self._generators[torch.device("cpu")] = torch.Generator().manual_seed(self.seed + 1)
+            idx = torch.randperm(M, generator=gen)[: self.kfac_rows].to(rows.device)
+            self._row_subsets[key] = idx
+        return rows.index_select(0, idx) * math.sqrt(M / self.kfac_rows)
 
     def _make_pre_hook(self, layer: _Layer):
         def hook(module, inputs):
@@ -270,7 +300,9 @@ class FactorRecorder:
                 else:
                     scale = float(n_terms) if self.reduction == "mean" else 1.0
                     terms = n_terms
-                rows = output_grad_rows(module, g.detach()).to(self.device, self.dtype) * scale
+                rows = (
+                    self._subsample(output_grad_rows(module, g.detach())).to(self.device, self.dtype) * scale
+                )
                 self._add(layer, "G", compress_columns(rows.T) if self.sketch else gram(rows), terms)
                 layer.rows["kfac_G"] = rows.shape[0]
 
@@ -338,6 +370,7 @@ class FactorRecorder:
         """Accumulate this step's factors (call after ``loss.backward()``, before ``optimizer.step()``)."""
         call, self._calls = self._calls, self._calls + 1
         self._gram_cache.clear()
+        self._row_subsets.clear()
         if call % self.every:
             for layer in self._layers:
                 layer.pending.clear()
@@ -361,8 +394,8 @@ class FactorRecorder:
                 G = weight_matrix(g.detach().to(self.device, self.dtype))
                 if self.sketch:  # L = G Gᵀ and R = Gᵀ G as column factors, never d × d
                     new["shampoo_L"], new["shampoo_R"] = G, G.T
-                else:
-                    new["shampoo_L"], new["shampoo_R"] = shampoo_factors(G)
+                else:  # product pairs: the total takes β·total + A·B in one fused GEMM (_accumulate)
+                    new["shampoo_L"], new["shampoo_R"] = (G, G.T), (G.T, G)
                 layer.rows["shampoo_L"], layer.rows["shampoo_R"] = (
                     G.shape[1],
                     G.shape[0],
@@ -370,9 +403,12 @@ class FactorRecorder:
             for key, f in (("A", "kfac_A"), ("G", "kfac_G")):
                 if f in layer.kept:
                     S, count = layer.pending[key]
-                    new[f] = S / (math.sqrt(count) if self.sketch else count) if count else S
-                    if key == "A":
-                        layer.rows[f] = layer.rows["kfac_G"] = count  # global rows; G has one per A row
+                    if self.sketch:
+                        new[f] = S / math.sqrt(count) if count else S
+                    else:  # (sum, weight): the total takes β·total + S/count in place
+                        new[f] = (S, 1.0 / count if count else 0.0)
+                    if key == "A":  # global rows (G has one per A row); the subsample's when subsampled
+                        layer.rows[f] = layer.rows["kfac_G"] = min(count, self.kfac_rows or count)
             layer.pending.clear()
             for f in layer.kept:
                 k = f"{layer.name}:{f}"
@@ -382,8 +418,26 @@ class FactorRecorder:
                         sk = sketch_init(layer.dims[f], self.sketch, dtype=self.dtype, device=self.device)
                     self._sketches[k] = sketch_update(sk, new[f], self.beta)
                 else:
-                    self._totals[k] = accumulate(self._totals.get(k), new[f], self.beta)
+                    self._accumulate(k, new[f])
         self.num_updates += 1
+
+    def _accumulate(self, key: str, new: tuple[Tensor, Tensor] | tuple[Tensor, float]) -> None:
+        """F ← β·F + (A·B for a pair of matrices | w·S for a (sum, weight) pair), in place after the first step.
+
+        The same F_T = Σ_t β^{T−t} F_t as ``spectra.kfac.accumulate``, without a d × d temporary per step:
+        ``addmm_`` fuses Shampoo's G Gᵀ with the discount, ``add_(alpha=w)`` K-FAC's 1/count.
+        """
+        total = self._totals.get(key)
+        a, b = new
+        if isinstance(b, Tensor):
+            if total is None:
+                self._totals[key] = a @ b
+            else:
+                total.addmm_(a, b, beta=self.beta)
+        elif total is None:
+            self._totals[key] = a * b
+        else:
+            total.mul_(self.beta).add_(a, alpha=b)
 
     def factors(self) -> dict[str, Tensor]:
         """{"<layer>:<factor>": (d, d)} on ``device`` in ``dtype``; copies, so callers may modify them."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -209,6 +210,11 @@ class Snapshotter:
     every : int ≥ 1 — snapshot at steps with step % every == 0
     k_top : int ≥ 1 — eigenvectors kept per factor (min(k_top, d)); also k of the overlap metrics
     exact_max_dim, method, seed : passed to ``decompose``
+    background : bool — decompose and write on a worker thread, so training does not stall on the O(d³)
+        solves and the fsyncs: ``maybe_snapshot`` copies the factors and returns at once (one snapshot in
+        flight at a time: the next waits for it, so memory stays one copy of the factors). ``wait()`` (or
+        ``close()``, or leaving the ``with`` block) blocks until everything is on disk and re-raises any
+        error of the worker; results are the same numbers as in the foreground.
     """
 
     def __init__(
@@ -220,6 +226,7 @@ class Snapshotter:
         exact_max_dim: int = 2048,
         method: str = "auto",
         seed: int = 0,
+        background: bool = False,
     ) -> None:
         where = "Snapshotter"
         if type(every) is not int or every < 1:
@@ -235,6 +242,30 @@ class Snapshotter:
         self.store, self.every, self.k_top = store, every, k_top
         self.exact_max_dim, self.method, self.seed = exact_max_dim, method, seed
         self._prev: dict[str, tuple[int, np.ndarray]] = {}
+        self.background = bool(background)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def __enter__(self) -> Snapshotter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def wait(self) -> None:
+        """Block until the snapshot in flight (``background``) is written; re-raise its error, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """``wait()``, then stop the worker thread."""
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def _previous_basis(self, step: int, name: str) -> tuple[int, np.ndarray] | None:
         if name in self._prev and self._prev[name][0] < step:
@@ -264,6 +295,18 @@ class Snapshotter:
             )
         if step % self.every:
             return False
+        if not self.background:
+            self._snapshot(step, factors)
+            return True
+        self.wait()  # one in flight: bounded memory, and errors surface at the next call
+        # the caller's tensors may change under the worker (a recorder accumulates in place): copy them
+        owned = {n: v if isinstance(v, FactorSketch) else v.detach().clone() for n, v in factors.items()}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memopt-snapshot")
+        self._pending = self._pool.submit(self._snapshot, step, owned)
+        return True
+
+    def _snapshot(self, step: int, factors: Mapping[str, Tensor]) -> None:
         for name in sorted(factors):
             if self.store.has(step, name):
                 continue
@@ -293,4 +336,3 @@ class Snapshotter:
             self.store.write(step, name, dec, extra=extra)
             if dec.trace > 0 and math.isfinite(dec.trace):
                 self._prev[name] = (step, dec.eigvecs)
-        return True
