@@ -60,6 +60,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--fisher", default="empirical", choices=("empirical", "sampled"), help="K-FAC G labels")
     p.add_argument(
+        "--kfac-rows",
+        type=int,
+        default=None,
+        metavar="M",
+        help="K-FAC statistics from a random M of each step's rows (tokens), unbiased; default: every row",
+    )
+    p.add_argument(
         "--sketch",
         type=int,
         default=None,
@@ -81,6 +88,8 @@ def _check_args(a: argparse.Namespace) -> None:
     for k in a.kinds:
         if k not in KINDS:
             raise ValueError(f"--kinds: unknown factor kind {k!r}; known: {', '.join(KINDS)}")
+    if a.kfac_rows is not None and a.kfac_rows < 1:
+        raise ValueError(f"--kfac-rows must be >= 1; got {a.kfac_rows}")
     if a.sketch is not None and a.sketch < 2:
         raise ValueError(
             f"--sketch must be >= 2 (the FD sketch size ℓ keeps ℓ - 1 directions); got {a.sketch}"
@@ -178,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         fisher=args.fisher,
         seed=args.seed,
         sketch=args.sketch,
+        kfac_rows=args.kfac_rows,
     )
     meta = {
         "run": args.run,
@@ -193,18 +203,25 @@ def run(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "fisher": args.fisher,
         "device": str(r.device),
-        **({"sketch": args.sketch} if args.sketch else {}),  # absent for dense runs: older stores stay valid
+        # absent at their defaults, so stores written before these options existed stay valid
+        **({"sketch": args.sketch} if args.sketch else {}),
+        **({"kfac_rows": args.kfac_rows} if args.kfac_rows else {}),
     }
     store = SnapshotStore(out, meta)
-    snap = Snapshotter(
-        store, every=args.snapshot_every, k_top=args.k_top, exact_max_dim=EXACT_MAX_DIM, seed=args.seed
+    snap = Snapshotter(  # background: training goes on while the last snapshot is solved and written
+        store,
+        every=args.snapshot_every,
+        k_top=args.k_top,
+        exact_max_dim=EXACT_MAX_DIM,
+        seed=args.seed,
+        background=True,
     )
 
     def on_step(t: int) -> None:
         if (t + 1) % args.snapshot_every == 0:  # factors() copies: only on the eigensolve cadence
             snap.maybe_snapshot(t + 1, rec.sketches() if args.sketch else rec.factors())
 
-    with rec:
+    with rec, snap:
         losses = train(r, args.steps, lr=args.lr, recorder=rec, on_step=on_step, progress=True)
     t_train = time.perf_counter() - t0
 
