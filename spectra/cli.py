@@ -70,6 +70,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="labels of the K-FAC G factor: the data's (empirical) or drawn from the model (sampled); "
         "default: empirical",
     )
+    p.add_argument(
+        "--kfac-rows",
+        type=int,
+        default=None,
+        metavar="M",
+        help="K-FAC statistics from a random M of each step's rows (tokens), unbiased; default: every row",
+    )
+    p.add_argument(
+        "--sketch",
+        type=int,
+        default=None,
+        metavar="ELL",
+        help="keep each factor as a Frequent Directions sketch of size ELL (O(d·ELL) memory instead of d²; "
+        "each snapshot stores the escaped mass fd_rho, with s_i <= λ_i <= s_i + fd_rho); default: dense factors",
+    )
 
 
 def _check_args(a: argparse.Namespace) -> None:
@@ -84,6 +99,12 @@ def _check_args(a: argparse.Namespace) -> None:
     for k in a.kinds:
         if k not in KINDS:
             raise MemoptError(f"--kinds: unknown factor kind {k!r}; known: {', '.join(KINDS)}")
+    if a.kfac_rows is not None and a.kfac_rows < 1:
+        raise MemoptError(f"--kfac-rows must be >= 1; got {a.kfac_rows}")
+    if a.sketch is not None and a.sketch < 2:
+        raise MemoptError(
+            f"--sketch must be >= 2 (the FD sketch size ℓ keeps ℓ - 1 directions); got {a.sketch}"
+        )
     if not 0 < a.beta <= 1:
         raise MemoptError(f"--beta must be in (0, 1]; got {a.beta}")
     try:
@@ -179,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
             terms_per_example=r.terms_per_example,
             fisher=args.fisher,
             seed=args.seed,
+            sketch=args.sketch,
+            kfac_rows=args.kfac_rows,
         )
     meta = {
         "run": args.run,
@@ -194,17 +217,25 @@ def run(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "fisher": args.fisher,
         "device": str(r.device),
+        # absent at their defaults, so stores written before these options existed stay valid
+        **({"sketch": args.sketch} if args.sketch else {}),
+        **({"kfac_rows": args.kfac_rows} if args.kfac_rows else {}),
     }
     store = SnapshotStore(out, meta)
-    snap = Snapshotter(
-        store, every=args.snapshot_every, k_top=args.k_top, exact_max_dim=EXACT_MAX_DIM, seed=args.seed
+    snap = Snapshotter(  # background: training goes on while the last snapshot is solved and written
+        store,
+        every=args.snapshot_every,
+        k_top=args.k_top,
+        exact_max_dim=EXACT_MAX_DIM,
+        seed=args.seed,
+        background=True,
     )
 
     def on_step(t: int) -> None:
         if (t + 1) % args.snapshot_every == 0:  # factors() copies: only on the eigensolve cadence
-            snap.maybe_snapshot(t + 1, rec.factors())
+            snap.maybe_snapshot(t + 1, rec.sketches() if args.sketch else rec.factors())
 
-    with rec:
+    with rec, snap:
         losses = train(r, args.steps, lr=args.lr, recorder=rec, on_step=on_step, progress=True)
     t_train = time.perf_counter() - t0
 

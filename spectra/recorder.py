@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memopt_theory.validation import check_choice, check_int, check_real
-from spectra.kfac import accumulate, gram, input_rows, output_grad_rows, shampoo_factors, weight_matrix
+from spectra.kfac import gram, input_rows, output_grad_rows, weight_matrix
+from spectra.sketched import FactorSketch, compress_columns, sketch_init, sketch_update
 
 __all__ = ["FactorRecorder", "KINDS", "FACTORS"]
 
@@ -109,6 +110,17 @@ class FactorRecorder:
     terms_per_example : int ≥ 1, loss terms per example (tokens of a sequence) under a mean reduction.
     dtype : factor dtype; default float32, or float64 when the model is float64.
     seed : seed of the label sampler for ``fisher="sampled"``.
+    sketch : int ≥ 2 or None
+        Keep every factor as a Frequent Directions sketch of size ℓ = ``sketch`` (O(d·ℓ) memory, with
+        F̄ ⪯ F ⪯ F̄ + ρI; ``spectra.sketched``) instead of the dense d × d sum; read it with ``sketches()``.
+        Not available with more than one distributed rank (the sketch would need every rank's rows).
+    kfac_rows : int ≥ 1 or None
+        K-FAC from a random subsample: each accumulated step keeps m = min(kfac_rows, M) of the M rows (tokens ×
+        examples; one uniform draw without replacement per step and row count, shared by A and G so both read
+        the same positions) and estimates A_t = (1/M)Σ_r a_r a_rᵀ by Â_t = (1/m)Σ_{r∈S} a_r a_rᵀ, G_t likewise with
+        its per-term scale. The estimate is unbiased, E Â_t = A_t, with entrywise variance
+        Var(Â_t)_ij = (σ²_ij/m)·(M − m)/(M − 1), σ²_ij the variance of (a_r a_rᵀ)_ij over the M rows (sampling
+        without replacement; 0 when m = M). Costs m/M of the Gram products. None: every row (exact).
     """
 
     def __init__(
@@ -129,6 +141,8 @@ class FactorRecorder:
         dtype: torch.dtype | None = None,
         seed: int = 0,
         process_group=None,
+        sketch: int | None = None,
+        kfac_rows: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"{_WHERE}: model must be a torch.nn.Module; got {type(model).__name__}")
@@ -155,6 +169,10 @@ class FactorRecorder:
             raise TypeError(f"{_WHERE}: dtype must be a floating torch.dtype or None; got {dtype!r}")
         self.kinds = kinds
         self.process_group = process_group
+        self.sketch = None if sketch is None else check_int(sketch, "sketch", where=_WHERE, low=2)
+        self._sketches: dict[str, FactorSketch] = {}
+        self.kfac_rows = None if kfac_rows is None else check_int(kfac_rows, "kfac_rows", where=_WHERE, low=1)
+        self._row_subsets: dict[tuple[int, torch.device], Tensor] = {}  # M -> this step's kept rows
 
         inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         self._layers: list[_Layer] = []
@@ -217,7 +235,10 @@ class FactorRecorder:
         return torch.is_grad_enabled() and self._calls % self.every == 0
 
     def _add(self, layer: _Layer, key: str, S: Tensor, count: int) -> None:
-        if key in layer.pending:  # out of place: S may be shared with other layers (see _input_gram)
+        if key in layer.pending and self.sketch:  # column factors: [C₁, C₂][C₁, C₂]ᵀ = C₁C₁ᵀ + C₂C₂ᵀ
+            layer.pending[key][0] = compress_columns(torch.cat([layer.pending[key][0], S], dim=1))
+            layer.pending[key][1] += count
+        elif key in layer.pending:  # out of place: S may be shared with other layers (see _input_gram)
             layer.pending[key][0] = layer.pending[key][0] + S
             layer.pending[key][1] += count
         else:
@@ -231,10 +252,30 @@ class FactorRecorder:
         hit = self._gram_cache.get(key)
         if hit is not None and hit[0] is x:  # the tensor itself is held, so its memory cannot be reused
             return hit[1], hit[2]
-        a = input_rows(module, x.detach()).to(self.device, self.dtype)
-        S = gram(a)
-        self._gram_cache[key] = (x, S, a.shape[0])
-        return S, a.shape[0]
+        rows = input_rows(module, x.detach())
+        a = self._subsample(rows).to(self.device, self.dtype)
+        S = compress_columns(a.T) if self.sketch else gram(a)  # sketch: a factor C with C Cᵀ = Σ a aᵀ
+        self._gram_cache[key] = (x, S, rows.shape[0])  # the full row count: the subsample is rescaled
+        return S, rows.shape[0]
+
+    def _subsample(self, rows: Tensor) -> Tensor:
+        """The rows of this step's subsample (``kfac_rows``), rescaled so that Σ over them estimates Σ over all.
+
+        With m of M rows kept, (M/m)·Σ_{r∈S} x_r x_rᵀ is unbiased for Σ_r x_r x_rᵀ; the factor √(M/m) on the rows
+        does that inside the Gram product, so the counts (and the 1/M of the mean) stay those of the full batch.
+        """
+        M = rows.shape[0]
+        if self.kfac_rows is None or self.kfac_rows >= M:
+            return rows
+        key = (M, rows.device)
+        idx = self._row_subsets.get(key)
+        if idx is None:
+            gen = self._generators.get(torch.device("cpu"))
+            if gen is None:
+                gen = self._generators[torch.device("cpu")] = torch.Generator().manual_seed(self.seed + 1)
+            idx = torch.randperm(M, generator=gen)[: self.kfac_rows].to(rows.device)
+            self._row_subsets[key] = idx
+        return rows.index_select(0, idx) * math.sqrt(M / self.kfac_rows)
 
     def _make_pre_hook(self, layer: _Layer):
         def hook(module, inputs):
@@ -259,8 +300,10 @@ class FactorRecorder:
                 else:
                     scale = float(n_terms) if self.reduction == "mean" else 1.0
                     terms = n_terms
-                rows = output_grad_rows(module, g.detach()).to(self.device, self.dtype) * scale
-                self._add(layer, "G", gram(rows), terms)
+                rows = (
+                    self._subsample(output_grad_rows(module, g.detach())).to(self.device, self.dtype) * scale
+                )
+                self._add(layer, "G", compress_columns(rows.T) if self.sketch else gram(rows), terms)
                 layer.rows["kfac_G"] = rows.shape[0]
 
             output.register_hook(grad_hook)
@@ -309,6 +352,11 @@ class FactorRecorder:
             or dist.get_world_size(self.process_group) == 1
         ):
             return
+        if self.sketch:
+            raise ValueError(
+                f"{_WHERE}: sketch={self.sketch} is single-process only (the sketch of the global batch needs "
+                "every rank's rows); record dense factors (sketch=None) under DDP"
+            )
         flat = torch.cat([torch.cat([S.reshape(-1), S.new_tensor([float(c)])]) for S, c in pairs])
         dist.all_reduce(flat, group=self.process_group)
         i = 0
@@ -322,6 +370,7 @@ class FactorRecorder:
         """Accumulate this step's factors (call after ``loss.backward()``, before ``optimizer.step()``)."""
         call, self._calls = self._calls, self._calls + 1
         self._gram_cache.clear()
+        self._row_subsets.clear()
         if call % self.every:
             for layer in self._layers:
                 layer.pending.clear()
@@ -331,32 +380,47 @@ class FactorRecorder:
             for key, f in (("A", "kfac_A"), ("G", "kfac_G")):
                 if f in layer.kept and key not in layer.pending:
                     d = layer.dims[f]
-                    layer.pending[key] = [torch.zeros(d, d, device=self.device, dtype=self.dtype), 0]
+                    layer.pending[key] = [
+                        torch.zeros(d, 0 if self.sketch else d, device=self.device, dtype=self.dtype),
+                        0,
+                    ]
         self._all_reduce([layer.pending[k] for layer in self._layers for k in sorted(layer.pending)])
         # every layer's statistics are computed and checked before any total changes: one NaN/inf in a gradient,
         # an activation or an output gradient would poison the factor for good (every later snapshot)
         staged = []
         try:
             for layer in self._layers:
-                new: dict[str, Tensor] = {}
+                new: dict = {}
                 rows: dict[str, int] = {}
                 if "shampoo_L" in layer.kept or "shampoo_R" in layer.kept:
                     g = layer.module.weight.grad
                     if g is None:  # unused this step: a zero gradient
                         g = torch.zeros_like(layer.module.weight)
                     self._check_finite(layer, "weight.grad", g)
-                    L, R = shampoo_factors(g.detach().to(self.device, self.dtype))
-                    new["shampoo_L"], new["shampoo_R"] = L, R
-                    rows["shampoo_L"], rows["shampoo_R"] = R.shape[0], L.shape[0]  # columns, rows of G
+                    G = weight_matrix(g.detach().to(self.device, self.dtype))
+                    # G Gᵀ and Gᵀ G are finite when max|g|²·max(m, n) is: checked without forming them
+                    peak = float(G.abs().max()) if G.numel() else 0.0
+                    if peak * peak * max(G.shape) > torch.finfo(self.dtype).max:
+                        raise ValueError(
+                            f"{_WHERE}.step: layer {layer.name!r}: weight.grad has max |g| = {peak:.3g}, so G Gᵀ "
+                            f"may overflow {self.dtype}; nothing was accumulated this step and the factors are "
+                            "as they were"
+                        )
+                    if self.sketch:  # L = G Gᵀ and R = Gᵀ G as column factors, never d × d
+                        new["shampoo_L"], new["shampoo_R"] = G, G.T
+                    else:  # product pairs: the total takes β·total + A·B in one fused GEMM (_accumulate)
+                        new["shampoo_L"], new["shampoo_R"] = (G, G.T), (G.T, G)
+                    rows["shampoo_L"], rows["shampoo_R"] = G.shape[1], G.shape[0]  # columns, rows of G
                 for key, f in (("A", "kfac_A"), ("G", "kfac_G")):
                     if f in layer.kept:
                         S, count = layer.pending[key]
-                        new[f] = S / count if count else S
-                        if key == "A":
-                            rows[f] = rows["kfac_G"] = count  # global rows; G has one per A row
-                for f, S in new.items():
-                    if f in layer.kept:
                         self._check_finite(layer, f, S)
+                        if self.sketch:
+                            new[f] = S / math.sqrt(count) if count else S
+                        else:  # (sum, weight): the total takes β·total + S/count in place
+                            new[f] = (S, 1.0 / count if count else 0.0)
+                        if key == "A":  # global rows (G has one per A row); the subsample's when subsampled
+                            rows[f] = rows["kfac_G"] = min(count, self.kfac_rows or count)
                 staged.append((layer, new, rows))
         finally:
             for layer in self._layers:
@@ -365,7 +429,13 @@ class FactorRecorder:
             layer.rows.update(rows)
             for f in layer.kept:
                 k = f"{layer.name}:{f}"
-                self._totals[k] = accumulate(self._totals.get(k), new[f], self.beta)
+                if self.sketch:
+                    sk = self._sketches.get(k)
+                    if sk is None:
+                        sk = sketch_init(layer.dims[f], self.sketch, dtype=self.dtype, device=self.device)
+                    self._sketches[k] = sketch_update(sk, new[f], self.beta)
+                else:
+                    self._accumulate(k, new[f])
         self.num_updates += 1
 
     def _check_finite(self, layer: _Layer, what: str, x: Tensor) -> None:
@@ -377,13 +447,48 @@ class FactorRecorder:
                 "nothing was accumulated this step and the factors are as they were"
             )
 
+    def _accumulate(self, key: str, new: tuple[Tensor, Tensor] | tuple[Tensor, float]) -> None:
+        """F ← β·F + (A·B for a pair of matrices | w·S for a (sum, weight) pair), in place after the first step.
+
+        The same F_T = Σ_t β^{T−t} F_t as ``spectra.kfac.accumulate``, without a d × d temporary per step:
+        ``addmm_`` fuses Shampoo's G Gᵀ with the discount, ``add_(alpha=w)`` K-FAC's 1/count.
+        """
+        total = self._totals.get(key)
+        a, b = new
+        if isinstance(b, Tensor):
+            if total is None:
+                self._totals[key] = a @ b
+            else:
+                total.addmm_(a, b, beta=self.beta)
+        elif total is None:
+            self._totals[key] = a * b
+        else:
+            total.mul_(self.beta).add_(a, alpha=b)
+
     def factors(self) -> dict[str, Tensor]:
         """{"<layer>:<factor>": (d, d)} on ``device`` in ``dtype``; copies, so callers may modify them."""
+        if self.sketch:
+            raise ValueError(
+                f"{_WHERE}.factors: this recorder keeps FD sketches (sketch={self.sketch}), not dense factors; "
+                "use sketches()"
+            )
         if not self._totals:
             raise ValueError(
                 f"{_WHERE}.factors: no step accumulated yet (num_updates = 0); call step() first"
             )
         return {k: v.clone() for k, v in self._totals.items()}
+
+    def sketches(self) -> dict[str, FactorSketch]:
+        """{"<layer>:<factor>": FactorSketch} of a ``sketch=ℓ`` recorder (``spectra.sketched``)."""
+        if not self.sketch:
+            raise ValueError(
+                f"{_WHERE}.sketches: this recorder keeps dense factors (sketch=None); use factors()"
+            )
+        if not self._sketches:
+            raise ValueError(
+                f"{_WHERE}.sketches: no step accumulated yet (num_updates = 0); call step() first"
+            )
+        return dict(self._sketches)
 
     def factor_shapes(self) -> dict[str, tuple[int, int]]:
         """{"<layer>:<factor>": (d, r)}: the factor is d×d and each step adds r outer products (for the null)."""

@@ -13,21 +13,36 @@ Accuracy above the limit. With a gap λ_{k+1}/λ_k = γ < 1, the range finder's 
 γ^{2q+1} in the number q of power iterations, and Rayleigh–Ritz values θ_i interlace, 0 ≤ θ_i ≤ λ_i
 (Cauchy), with λ_i − θ_i = O(λ_1 · sin² Θ). Where no gap exists the top-k eigenvalues are still
 lower bounds, so a top-k mass computed from them never overstates the concentration.
+
+A posteriori error, stated per snapshot (:func:`ritz_error_bound`). For the orthonormal Ritz basis V (d × k),
+Θ = VᵀFV and residual R = FV − VΘ, write F in the basis [V, V⊥]: F = [[Θ, Bᵀ], [B, C]] with ‖B‖₂ = ‖R‖₂ and
+C = V⊥ᵀFV⊥ ⪰ 0, so λ_max(C) ≤ c := min(‖C‖_F, tr C) with tr C = tr F − Σ_i θ_i and ‖C‖_F = ‖PFP‖_F for the
+projector P = I − VVᵀ (the Frobenius norm is the sharper one when the trace outside V is spread thin). Weyl's inequality for F = diag(Θ, C) + (off-diagonal
+part of norm ‖R‖₂) gives, for every i ≤ k,
+
+    θ_i ≤ λ_i(F) ≤ max(θ_i, c) + ‖R‖₂,
+
+the lower end by interlacing. So every top-k eigenvalue is pinned to within ‖R‖₂ once the Ritz values
+exceed the trace left outside the basis, and the top-k mass to within k·‖R‖₂/tr F. Snapshots above the exact
+limit store ``ritz_resid`` = ‖R‖₂ and ``ritz_rest`` = c in their table rows; a snapshot of an FD-sketched factor
+(``spectra.sketched``) stores ``fd_rho`` = ρ, with s_i ≤ λ_i ≤ s_i + ρ.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from spectra import metrics
+from spectra.sketched import FactorSketch, sketch_decomposition
 from spectra.store import Decomposition, SnapshotStore  # Decomposition lives with its file format
 
-__all__ = ["Decomposition", "decompose", "Snapshotter", "METHODS"]
+__all__ = ["Decomposition", "decompose", "ritz_error_bound", "Snapshotter", "METHODS"]
 
 METHODS = ("auto", "eigh", "lobpcg", "randomized")
 
@@ -154,6 +169,31 @@ def decompose(
     )
 
 
+def ritz_error_bound(F: Tensor, dec: Decomposition) -> tuple[float, float]:
+    """(‖R‖₂, c) for the top-k pairs of ``dec``: θ_i ≤ λ_i(F) ≤ max(θ_i, c) + ‖R‖₂ (module docstring).
+
+    R = FV − V(VᵀFV) for V = ``dec.eigvecs``; c = min(‖PFP‖_F, tr F − Σ θ_i) ≥ λ_max(V⊥ᵀFV⊥), P = I − VVᵀ,
+    θ = ``dec.eigvals``; all in float64, O(d²k). PFP is formed term by term (no ‖F‖²_F − 2‖FV‖²_F + …
+    cancellation) and its norm padded by d·ε·‖F‖_F for the rounding of those products.
+    """
+    F64 = _check_factor(F, "ritz_error_bound").detach().to("cpu", torch.float64)
+    F64 = 0.5 * (F64 + F64.T)
+    V = torch.from_numpy(np.asarray(dec.eigvecs, dtype=np.float64))
+    theta = torch.from_numpy(np.asarray(dec.eigvals, dtype=np.float64))[: V.shape[1]]
+    # VᵀFV is diagonal only up to round-off: project with the full matrix, not diag(θ)
+    FV = F64 @ V
+    R = FV - V @ (V.T @ FV)
+    resid = float(torch.linalg.matrix_norm(R, ord=2)) if R.numel() else 0.0
+    VtF = FV.T
+    C = F64 - V @ VtF - FV @ V.T + V @ (VtF @ V) @ V.T  # P F P, P = I − VVᵀ
+    d = F64.shape[0]
+    frob = float(torch.linalg.matrix_norm(C)) + d * torch.finfo(torch.float64).eps * float(
+        torch.linalg.matrix_norm(F64)
+    )
+    rest_trace = max(float(torch.trace(F64)) - float(theta.sum()), 0.0)
+    return resid, min(frob, rest_trace)
+
+
 class Snapshotter:
     """Decompose every recorded factor every ``every`` steps and write one file per factor per snapshot.
 
@@ -170,6 +210,11 @@ class Snapshotter:
     every : int ≥ 1 — snapshot at steps with step % every == 0
     k_top : int ≥ 1 — eigenvectors kept per factor (min(k_top, d)); also k of the overlap metrics
     exact_max_dim, method, seed : passed to ``decompose``
+    background : bool — decompose and write on a worker thread, so training does not stall on the O(d³)
+        solves and the fsyncs: ``maybe_snapshot`` copies the factors and returns at once (one snapshot in
+        flight at a time: the next waits for it, so memory stays one copy of the factors). ``wait()`` (or
+        ``close()``, or leaving the ``with`` block) blocks until everything is on disk and re-raises any
+        error of the worker; results are the same numbers as in the foreground.
     """
 
     def __init__(
@@ -181,6 +226,7 @@ class Snapshotter:
         exact_max_dim: int = 2048,
         method: str = "auto",
         seed: int = 0,
+        background: bool = False,
     ) -> None:
         where = "Snapshotter"
         if type(every) is not int or every < 1:
@@ -196,6 +242,30 @@ class Snapshotter:
         self.store, self.every, self.k_top = store, every, k_top
         self.exact_max_dim, self.method, self.seed = exact_max_dim, method, seed
         self._prev: dict[str, tuple[int, np.ndarray]] = {}
+        self.background = bool(background)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def __enter__(self) -> Snapshotter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def wait(self) -> None:
+        """Block until the snapshot in flight (``background``) is written; re-raise its error, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """``wait()``, then stop the worker thread."""
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def _previous_basis(self, step: int, name: str) -> tuple[int, np.ndarray] | None:
         if name in self._prev and self._prev[name][0] < step:
@@ -212,7 +282,10 @@ class Snapshotter:
         """Write a snapshot of every factor if ``step`` is on the cadence; True if it is.
 
         A factor already stored for this step (a resumed run) is not recomputed. An all-zero factor (nothing
-        accumulated yet) is stored with trace 0 and no metrics.
+        accumulated yet) is stored with trace 0 and no metrics. A value may be a dense factor (d, d) or a
+        ``spectra.sketched.FactorSketch`` (``FactorRecorder(sketch=ℓ).sketches()``), whose snapshot is the
+        sketch's own eigenpairs with ``fd_rho`` = ρ beside them. Inexact (top-k) solves store ``ritz_resid``
+        and ``ritz_rest`` (``ritz_error_bound``).
         """
         if type(step) is not int or step < 0:
             raise ValueError(f"Snapshotter.maybe_snapshot: step must be an int >= 0; got {step!r}")
@@ -222,22 +295,44 @@ class Snapshotter:
             )
         if step % self.every:
             return False
+        if not self.background:
+            self._snapshot(step, factors)
+            return True
+        self.wait()  # one in flight: bounded memory, and errors surface at the next call
+        # the caller's tensors may change under the worker (a recorder accumulates in place): copy them
+        owned = {n: v if isinstance(v, FactorSketch) else v.detach().clone() for n, v in factors.items()}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memopt-snapshot")
+        self._pending = self._pool.submit(self._snapshot, step, owned)
+        return True
+
+    def _snapshot(self, step: int, factors: Mapping[str, Tensor]) -> None:
         for name in sorted(factors):
             if self.store.has(step, name):
                 continue
-            F = _check_factor(factors[name], f"Snapshotter.maybe_snapshot (factor {name!r})")
-            d = int(F.shape[0])
-            k = min(self.k_top, d)
-            dec = decompose(F, k=k, exact_max_dim=self.exact_max_dim, method=self.method, seed=self.seed)
             extra: dict[str, float] = {}
+            value = factors[name]
+            F: Tensor | None
+            if isinstance(value, FactorSketch):
+                dec, extra["fd_rho"] = sketch_decomposition(value, self.k_top)
+                d, k, F = dec.dim, min(self.k_top, dec.dim), None
+            else:
+                F = _check_factor(value, f"Snapshotter.maybe_snapshot (factor {name!r})")
+                d = int(F.shape[0])
+                k = min(self.k_top, d)
+                dec = decompose(F, k=k, exact_max_dim=self.exact_max_dim, method=self.method, seed=self.seed)
+                if not dec.exact:
+                    extra["ritz_resid"], extra["ritz_rest"] = ritz_error_bound(F, dec)
             prev = self._previous_basis(step, name)
             if prev is not None and dec.trace > 0 and prev[1].shape[0] == d:
-                kp = min(k, prev[1].shape[1])
+                kp = min(k, prev[1].shape[1], dec.eigvecs.shape[1])
                 extra["prev_step"] = float(prev[0])
                 extra["overlap_prev"] = metrics.subspace_overlap(prev[1][:, :kp], dec.eigvecs[:, :kp])
-                F64 = F.detach().to("cpu", torch.float64).numpy()
-                extra["stale_capture_prev"] = metrics.stale_basis_capture(prev[1], 0.5 * (F64 + F64.T), kp)
+                if F is not None:  # a sketch has no dense F to measure the stale basis on
+                    F64 = F.detach().to("cpu", torch.float64).numpy()
+                    extra["stale_capture_prev"] = metrics.stale_basis_capture(
+                        prev[1], 0.5 * (F64 + F64.T), kp
+                    )
             self.store.write(step, name, dec, extra=extra)
             if dec.trace > 0 and math.isfinite(dec.trace):
                 self._prev[name] = (step, dec.eigvecs)
-        return True
