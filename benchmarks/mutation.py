@@ -662,7 +662,11 @@ def run_mutant(m: Mutant, files: list[str], timeout: float, mutate: bool = True)
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", default=None, help="run only mutants whose name contains PATTERN")
+    p.add_argument(
+        "--only",
+        default=None,
+        help="run only mutants whose name contains PATTERN (comma-separated: any of them)",
+    )
     p.add_argument("--jobs", type=int, default=1, help="mutants run in parallel (each its own copy)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per mutant's pytest run")
     p.add_argument("--list", action="store_true", help="print the mutants and exit")
@@ -670,7 +674,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error(f"--jobs must be >= 1; got {args.jobs}")
-    mutants = [m for m in MUTANTS if args.only is None or args.only in m.name]
+    pats = None if args.only is None else [q for q in args.only.split(",") if q]
+    mutants = [m for m in MUTANTS if pats is None or any(q in m.name for q in pats)]
     if not mutants:
         p.error(f"--only {args.only!r} matches no mutant; names look like {MUTANTS[0].name!r}")
     if args.list:
