@@ -150,3 +150,42 @@ def test_crossing_raises(monkeypatch):
     monkeypatch.setattr(ce, "exact_lower", lambda *args: real(*args) + 1.0)
     with pytest.raises(RuntimeError, match=r"certificate crossing for seed 0 .*lower .* > value"):
         best_fixed_point("least_squares", data, make_domain("l2_ball", (3,), radius=1.0), 20)
+
+
+def test_exact_helpers_are_safe_and_tight():
+    """The three non-rational steps of the exact certificate, each on the safe side and within its stated
+    slack: ⌈√q⌉ (relative 2⁻¹⁰⁰), λ_max from above (certified by an exact LDLᵀ; within 1e-8 relative of the
+    50-digit eigenvalue), Σ_j ‖X q_j‖ over an exactly orthogonal rational basis (QᵀQ = I exactly, and within
+    1e-12 of the 50-digit nuclear norm), and outward rounding to float64 and float32."""
+    from fractions import Fraction
+
+    import online_convex.certificate_exact as ce
+
+    for q in (Fraction(2), Fraction(1, 3), Fraction(10) ** -40, Fraction(7) ** 60):
+        r = ce._sqrt_up(q)
+        assert r * r >= q and (r * r - q) / q < Fraction(2) ** -98
+    g = torch.Generator().manual_seed(4)
+    X = torch.randn(3, 5, generator=g, dtype=F64).numpy()
+    V = [[Fraction(float(v)) for v in row] for row in X]
+    lam = ce._lambda_max_up(ce._gram(V))
+    with mpmath.workdps(50):
+        sv = mpmath.svd_r(mpmath.matrix(X.tolist()), compute_uv=False)
+        smax2, nuc = max(sv) ** 2, sum(sv)
+    assert mpmath.mpf(lam.numerator) / lam.denominator >= smax2
+    assert mpmath.mpf(lam.numerator) / lam.denominator <= smax2 * (1 + 1e-8)
+    Q = ce._householder_basis(X)
+    n = len(Q)
+    assert all(
+        sum(a * b for a, b in zip(Q[i], Q[j])) == (1 if i == j else 0) for i in range(n) for j in range(n)
+    )
+    bound = sum(
+        ce._sqrt_up(sum((sum(a * b for a, b in zip(row, q)) ** 2 for row in V), Fraction(0))) for q in Q
+    )
+    assert mpmath.mpf(bound.numerator) / bound.denominator >= nuc
+    assert mpmath.mpf(bound.numerator) / bound.denominator <= nuc * (1 + 1e-12)
+    third = Fraction(1, 3)
+    up, down = ce._round(third, torch.float64, up=True), ce._round(third, torch.float64, up=False)
+    assert Fraction(down) < third < Fraction(up) and up == math.nextafter(down, math.inf)
+    up32, down32 = ce._round(third, torch.float32, up=True), ce._round(third, torch.float32, up=False)
+    assert Fraction(down32) < third < Fraction(up32)
+    assert float(torch.tensor(up32, dtype=torch.float32)) == up32  # representable in float32
