@@ -248,6 +248,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "EFState(e=c - a, comp=comp)",
         "tests/theory/test_compressors.py",
         "tests/theory/test_compressed_methods.py",
+        T_RED,
     ),
     M(
         "update.ef_residual_dropped",
@@ -256,6 +257,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "a = g + 0 * state.e\n",
         "tests/theory/test_compressors.py",
         "tests/theory/test_compressed_methods.py",
+        T_RED,
     ),
     M(
         "update.microadam_ef_dropped",
@@ -376,6 +378,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "return c, SparseRing(values=values, indices=indices, e=ef.e), oh, Cc",
         "return c, SparseRing(values=values, indices=indices, e=ring.e), oh, Cc",
         "tests/oco/test_compressed_regret.py",
+        T_RED,
     ),
     # --- memory forms ----------------------------------------------------------------------------------------
     M(
@@ -452,8 +455,8 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "comparator.ls_conjugate_sign",
         CE,
-        "return sum((a * a / 2 + a * yi for a, yi in zip(alpha, y)), Fraction(0))",
-        "return sum((a * a / 2 - a * yi for a, yi in zip(alpha, y)), Fraction(0))",
+        "return S * S / 2 * int(sum(al * al)) + S * sy * int(sum(al * yi))",
+        "return S * S / 2 * int(sum(al * al)) - S * sy * int(sum(al * yi))",
         *T_CMP,
     ),
     M(
@@ -474,15 +477,15 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "comparator.hinge_conjugate_sign",
         CE,
-        "return -sum(u, Fraction(0))",
-        "return sum(u, Fraction(0))",
+        "return -S * int(sum(U))",
+        "return S * int(sum(U))",
         *T_CMP,
     ),
     M(
-        "comparator.unconstrained_residual_ignored",
+        "comparator.null_projection_sign",
         CE,
-        "return Fraction(0) if all(c == 0 for c in v) else None",
-        "return Fraction(0)",
+        "out[rows] = out[rows] - aFC.dot(zi)",
+        "out[rows] = out[rows] + aFC.dot(zi)",
         *T_CMP,
     ),
     M(

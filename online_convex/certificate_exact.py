@@ -11,8 +11,11 @@ safe direction:
 - σ_max(V) for the nuclear ball's min_{‖X‖_*≤R}⟨V, X⟩ = −R·σ_max(V): a float estimate λ̂ of λ_max(VVᵀ) is
   certified from above by an exact LDLᵀ factorisation showing cI − VVᵀ ≻ 0 for c slightly above λ̂ (falling
   back to c = ‖V‖_F², always valid);
-- the logistic loss and its conjugate (logs and exps): mpmath interval arithmetic (``mpmath.iv``), whose
-  endpoints enclose the exact value; the relevant endpoint is taken.
+- the logistic loss and its conjugate (logs and exps): evaluated in float64 at inputs rounded from their exact
+  values, each term plus a slack of 2⁻⁴⁶·(|term| + 1) — at least 64 ulps, which covers the platform's
+  exp/log1p/log (documented ≤ 1–2 ulps) and the input's rounding (|x·f'(x)| ≤ |f(x)| + 1 for softplus and
+  for the binary entropy's terms); the terms are summed exactly (``math.fsum`` plus its half ulp). This one
+  step rests on the stated accuracy of the math library rather than on exact arithmetic.
 
 The results are rounded outward to the data's dtype (value up, lower down), so
 lower ≤ min_K F_t ≤ value holds as real numbers, not only up to rounding.
@@ -25,27 +28,25 @@ Householder reflections with rational vectors taken from a float SVD; ‖X‖_* 
 orthonormal basis, with equality at the right singular vectors).
 
 **Unconstrained K.** min_{R^S}⟨v, x⟩ is 0 if v = Σ α_s a_s is exactly 0 and −∞ otherwise, and a float α never
-has v = 0 exactly. α is therefore first projected, in exact rationals, onto {Σ α_s a_s = 0}: α_F ← α_F − A_F w
-with (A_FᵀA_F) w = Aᵀα solved exactly, F the coordinates allowed to move: all for least squares; for logistic and
-hinge the multipliers u_s = −y_sα_s strictly inside (0, 1), then only those at least τ = 10⁻¹², 10⁻⁸, 10⁻⁴
-from the ends, until the projected u stays in [0, 1]. If none does, the bound is D(0) (0 for least squares, logistic, hinge; −∞ for linear).
+has v = 0 exactly. α is therefore first projected orthogonally, in exact rationals, onto {Σ α_s a_s = 0}: α_F ← α_F − A_{F,C}w
+with (A_{F,C}ᵀA_{F,C})w = A_Cᵀα solved by integer (Bareiss) elimination, C independent columns, the other
+columns' equations checked exactly. Allowed rows: all for least squares;
+for logistic and hinge the multipliers u_s = −y_sα_s strictly inside (0, 1), then only those at least
+τ = 10⁻¹², 10⁻⁸, 10⁻⁴ from the ends, until the corrected u stays in [0, 1]. If none does, the bound is D(0) (0 for least squares, logistic, hinge; −∞ for linear).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from fractions import Fraction
 
-import mpmath
 import numpy as np
+import scipy.linalg
 import torch
+from scipy import special
 from torch import Tensor
 
 __all__ = ["exact_value", "exact_lower"]
-
-_IV = mpmath.iv
-_PREC = 160  # bits for the interval evaluations: enclosures far tighter than one float64 ulp
 
 
 # --- exact numbers ----------------------------------------------------------------------------------------
@@ -96,59 +97,6 @@ def _round(q: Fraction | float, dtype: torch.dtype, up: bool) -> float:
             gf = float(torch.nextafter(g, torch.tensor(-math.inf, dtype=dtype)))
         f = gf
     return f
-
-
-@contextlib.contextmanager
-def _prec():
-    """mpmath.iv at _PREC bits (its context has no workprec), restored afterwards."""
-    old = _IV.prec
-    _IV.prec = _PREC
-    try:
-        yield
-    finally:
-        _IV.prec = old
-
-
-def _iv(q: Fraction):
-    with _prec():
-        return _IV.mpf(q.numerator) / _IV.mpf(q.denominator)
-
-
-def _upper(v) -> Fraction:
-    """The exact upper endpoint of an mpmath interval (its raw (sign, mantissa, exponent, bits) tuple)."""
-    sign, man, exp, _ = v._mpi_[1]
-    if not man and exp:  # ±inf or nan
-        raise ValueError(f"exact evaluation: non-finite interval endpoint {v!r}")
-    q = Fraction(man) * Fraction(2) ** exp
-    return -q if sign else q
-
-
-def _solve_exact(G: list[list[Fraction]], b: list[Fraction]) -> list[Fraction] | None:
-    """A solution z of G z = b (free variables 0) by Gauss–Jordan in rationals, or None if inconsistent."""
-    n, m = len(G), len(G[0]) if G else 0
-    M = [row[:] + [bi] for row, bi in zip(G, b)]
-    piv_cols, r = [], 0
-    for c in range(m):
-        p = next((i for i in range(r, n) if M[i][c] != 0), None)
-        if p is None:
-            continue
-        M[r], M[p] = M[p], M[r]
-        inv = 1 / M[r][c]
-        M[r] = [v * inv for v in M[r]]
-        for i in range(n):
-            if i != r and M[i][c] != 0:
-                f = M[i][c]
-                M[i] = [vi - f * vr for vi, vr in zip(M[i], M[r])]
-        piv_cols.append(c)
-        r += 1
-        if r == n:
-            break
-    if any(M[i][m] != 0 for i in range(r, n)):
-        return None
-    z = [Fraction(0)] * m
-    for i, c in enumerate(piv_cols):
-        z[c] = M[i][m]
-    return z
 
 
 def _lambda_max_up(G: list[list[Fraction]]) -> Fraction:
@@ -247,37 +195,62 @@ def _feasible_scale(domain, x: np.ndarray, xs: np.ndarray, sx: Fraction) -> tupl
     raise ValueError(f"exact_value: no exact feasibility rule for domain {name!r}")
 
 
+# relative and absolute slack per term of a float64 evaluation of softplus or the binary entropy at a float64
+# input next to the exact one: ≥ 64 ulps, covering the platform's exp/log1p/log (≤ 1–2 ulps in glibc and
+# numpy's own loops) and the rounding of the input (|x·f'(x)| ≤ |f(x)| + 1 for both functions)
+_FLOAT_SLACK = Fraction(1, 2**46)
+
+
+def _float_sum_up(terms: np.ndarray) -> Fraction:
+    """A rational ≥ Σ_s f_s for terms computed in float64 with per-term error ≤ _FLOAT_SLACK·(|f_s| + 1):
+    the exactly rounded sum (math.fsum) plus its half-ulp, plus the per-term slack."""
+    tot = math.fsum(terms.tolist())
+    absum = math.fsum(np.abs(terms).tolist())
+    return (
+        Fraction(tot)
+        + Fraction(math.ulp(tot))
+        + _FLOAT_SLACK * (Fraction(absum) + Fraction(1) * 2 * terms.size)
+    )
+
+
 def exact_value(problem, data, t_end: int, domain, x: Tensor) -> tuple[Tensor, Tensor]:
     """(value, moved), shape B: value ≥ F_t(x') exactly (rounded up to the dtype), x' = x̂ if x̂ ∈ K exactly,
-    else a feasible point next to it; ``moved`` says which seeds needed x' ≠ x̂."""
+    else a feasible point next to it; ``moved`` says which seeds needed x' ≠ x̂. Linear, least squares and hinge
+    losses are exact rational sums; the logistic loss is a float64 evaluation at the exactly computed margins
+    plus the slack _FLOAT_SLACK per term."""
     k = len(data.shape)
     B = data.batch
     A = data.a[:t_end].flatten(start_dim=data.a.ndim - k).movedim(0, -2).reshape(-1, t_end, domain.n)
     Y = data.y[:t_end].movedim(0, -1).reshape(-1, t_end)
     X = x.reshape(-1, domain.n)
     A, Y, X = (v.detach().cpu().double().numpy() for v in (A, Y, X))
+    name = problem.name
     vals, moved = [], []
     for b in range(A.shape[0]):
         ai, sa = _ints(A[b])
         xi, sx = _ints(X[b])
         xi, sx, mv = _feasible_scale(domain, X[b], xi, sx)
-        p = [Fraction(int(v)) * sa * sx for v in ai.dot(xi)]  # ⟨a_s, x'⟩ exactly
-        y = [Fraction(float(v)) for v in Y[b]]
-        name = problem.name
+        P = ai.dot(xi) if t_end else np.zeros(0, dtype=object)  # ⟨a_s, x'⟩ = P_s·S exactly
+        S = sa * sx
+        sn, sd = S.numerator, S.denominator
         if name == "linear":
-            tot = sum(p, Fraction(0))
+            tot = Fraction(int(sum(P))) * S
         elif name == "least_squares":
-            tot = sum(((pi - yi) ** 2 for pi, yi in zip(p, y)), Fraction(0)) / 2
-        elif name == "hinge":
-            tot = sum((max(Fraction(0), 1 - yi * pi) for pi, yi in zip(p, y)), Fraction(0))
-        elif name == "logistic":
-            with _prec():
-                acc = _IV.mpf(0)
-                for pi, yi in zip(p, y):
-                    acc += _IV.log(1 + _IV.exp(-_iv(yi * pi)))
-                tot = _upper(acc)
+            yi, sy = _ints(Y[b])
+            yn, yd = sy.numerator, sy.denominator
+            Q = P * (sn * yd) - yi * (yn * sd)  # (p_s − y_s)·sd·yd
+            tot = Fraction(int(sum(Q * Q)), 2 * (sd * yd) ** 2)
         else:
-            raise ValueError(f"exact_value: no exact loss for problem {name!r}")
+            ys = np.array([1 if v > 0 else -1 for v in Y[b]], dtype=object)  # labels ±1 (checked upstream)
+            M = ys * P * sn  # y_s p_s = M_s / sd
+            if name == "hinge":
+                H = sd - M  # (1 − y_s p_s)·sd
+                tot = Fraction(int(sum(h for h in H if h > 0)), sd)
+            elif name == "logistic":
+                m = np.array([int(v) / sd for v in M], dtype=np.float64)  # int/int: correctly rounded
+                tot = _float_sum_up(np.logaddexp(0.0, -m))
+            else:
+                raise ValueError(f"exact_value: no exact loss for problem {name!r}")
         vals.append(_round(tot, data.a.dtype, up=True))
         moved.append(mv)
     to = dict(dtype=data.a.dtype, device=data.a.device)
@@ -285,25 +258,26 @@ def exact_value(problem, data, t_end: int, domain, x: Tensor) -> tuple[Tensor, T
 
 
 # --- the lower end ----------------------------------------------------------------------------------------
-def _conjugate_sum(name: str, alpha: list[Fraction], y: list[Fraction]) -> Fraction | None:
-    """Σ_s φ*(α_s, y_s) exactly (an upper bound for logistic), None outside dom φ*."""
+def _conjugate_sum(name: str, al: np.ndarray, S: Fraction, Y: np.ndarray) -> Fraction | None:
+    """A rational ≥ Σ_s φ*(α_s, y_s) for α_s = al_s·S (al Python ints, S > 0), None outside dom φ*; exact
+    for linear, least squares and hinge, the binary entropy in float64 plus slack for logistic."""
     if name == "linear":
-        return Fraction(0) if all(a == 1 for a in alpha) else None
+        return Fraction(0) if all(a * S == 1 for a in al) else None
     if name == "least_squares":
-        return sum((a * a / 2 + a * yi for a, yi in zip(alpha, y)), Fraction(0))
-    u = [-yi * a for a, yi in zip(alpha, y)]
-    if any(ui < 0 or ui > 1 for ui in u):
+        yi, sy = _ints(Y)
+        return S * S / 2 * int(sum(al * al)) + S * sy * int(sum(al * yi))
+    ys = np.array([1 if v > 0 else -1 for v in Y], dtype=object)
+    U = -ys * al  # u_s = U_s·S must lie in [0, 1]
+    sn, sd = S.numerator, S.denominator
+    if any(u < 0 or u * sn > sd for u in U):
         return None
     if name == "hinge":
-        return -sum(u, Fraction(0))
+        return -S * int(sum(U))
     if name == "logistic":
-        with _prec():
-            acc = _IV.mpf(0)
-            for ui in u:
-                if 0 < ui < 1:  # 0·log 0 = 0 at the ends
-                    w = _iv(ui)
-                    acc += w * _IV.log(w) + (1 - w) * _IV.log(1 - w)
-            return _upper(acc)
+        u = np.array([int(v) * sn / sd for v in U], dtype=np.float64)
+        w = np.array([(sd - int(v) * sn) / sd for v in U], dtype=np.float64)  # 1 − u from the exact value
+        h = special.xlogy(u, u) + special.xlogy(w, w)  # 0·log 0 = 0
+        return _float_sum_up(h)
     raise ValueError(f"exact_lower: no conjugate for problem {name!r}")
 
 
@@ -329,33 +303,67 @@ def _min_linear(domain, v: list[Fraction]) -> Fraction | None:
     raise ValueError(f"exact_lower: no linear minimisation for domain {name!r}")
 
 
-def _project_null(A: np.ndarray, alpha: list[Fraction], free: list[int]) -> list[Fraction] | None:
-    """α − δ with δ supported on ``free`` and Σ_s (α_s − δ_s) a_s = 0 exactly (A: t×N float64 rows a_s):
-    δ_F = A_F w with (A_FᵀA_F) w = Aᵀα solved in rationals; None when Aᵀα ∉ range(A_Fᵀ)."""
+def _bareiss_solve(M: list[list[int]], r: list[int]) -> list[Fraction] | None:
+    """The solution of the square integer system M z = r in rationals (fraction-free Gaussian elimination,
+    Bareiss 1968), None if M is singular."""
+    n = len(M)
+    A = [row[:] + [ri] for row, ri in zip(M, r)]
+    prev = 1
+    for k in range(n):
+        p = next((i for i in range(k, n) if A[i][k] != 0), None)
+        if p is None:
+            return None
+        A[k], A[p] = A[p], A[k]
+        for i in range(k + 1, n):
+            for j in range(k + 1, n + 1):
+                A[i][j] = (A[i][j] * A[k][k] - A[i][k] * A[k][j]) // prev  # exact division (Bareiss)
+            A[i][k] = 0
+        prev = A[k][k]
+    z = [Fraction(0)] * n
+    for i in reversed(range(n)):
+        acc = Fraction(A[i][n]) - sum((A[i][j] * z[j] for j in range(i + 1, n)), Fraction(0))
+        z[i] = acc / A[i][i]
+    return z
+
+
+def _project_null(
+    A: np.ndarray, alpha: np.ndarray, allowed: np.ndarray
+) -> tuple[np.ndarray, Fraction] | None:
+    """(al, S) with α'_s = al_s·S the exact orthogonal projection of α onto {Σ_s α'_s a_s = 0} moving only the
+    ``allowed`` rows F: α'_F = α_F − A_{F,C} w with (A_{F,C}ᵀA_{F,C}) w = A_Cᵀα solved exactly (integer Bareiss),
+    C a set of independent columns (pivoted QR of the float A_F); the remaining columns' equations are checked
+    exactly. None when they fail (A_F does not span Aᵀα's space). The orthogonal projection moves α by its
+    float residual's worth only (a basis-row correction would amplify it by that basis' conditioning)."""
     ai, sa = _ints(A)
-    den = math.lcm(*(a.denominator for a in alpha)) if alpha else 1
-    al = np.array([int(a * den) for a in alpha], dtype=object)  # α = al/den exactly
-    r = [Fraction(int(c)) * sa / den for c in al.dot(ai)]  # Aᵀα
-    if all(c == 0 for c in r):
-        return alpha
-    if not free:
+    al, s_al = _ints(alpha)
+    R = ai.T.dot(al)  # Aᵀα = R·sa·s_al
+    if all(v == 0 for v in R):
+        return al, s_al
+    rows = np.flatnonzero(allowed)
+    if rows.size == 0:
         return None
-    aF = ai[free]
-    G = [[Fraction(int(c)) * sa * sa for c in row] for row in aF.T.dot(aF)]
-    w = _solve_exact(G, r)
-    if w is None:
+    _, Rf, piv = scipy.linalg.qr(A[rows], mode="economic", pivoting=True)
+    diag = np.abs(np.diag(Rf))
+    if not diag.size or diag[0] == 0:
         return None
-    wden = math.lcm(*(c.denominator for c in w))
-    wi = np.array([int(c * wden) for c in w], dtype=object)
-    corr = aF.dot(wi)  # δ_F·wden/sa
-    out = list(alpha)
-    for s, c in zip(free, corr):
-        out[s] -= Fraction(int(c)) * sa / wden
-    return out
+    rank = int((diag > diag[0] * max(A.shape) * np.finfo(float).eps * 8).sum())
+    cols = piv[:rank]
+    aFC = ai[rows][:, cols]  # ints, scale sa
+    G = aFC.T.dot(aFC)  # A_{F,C}ᵀA_{F,C} = G·sa²;  G (w·sa) = R_C·s_al  ⇒  w = z·s_al/sa
+    z = _bareiss_solve([[int(v) for v in row] for row in G], [int(R[c]) for c in cols])
+    if z is None:
+        return None
+    den = math.lcm(*(c.denominator for c in z))
+    zi = np.array([int(c * den) for c in z], dtype=object)
+    out = al * den
+    out[rows] = out[rows] - aFC.dot(zi)  # α'·den/s_al
+    if any(v != 0 for v in ai.T.dot(out)):
+        return None  # a column outside C is not exactly in the span: no exact correction here
+    return out, s_al / den
 
 
 def exact_lower(problem, data, t_end: int, domain, alpha: Tensor) -> Tensor:
-    """max(D(α), D(0)) ≤ min_K F_t exactly (rounded down to the dtype), shape B; −inf where no bound exists.
+    """max(D(α), D(0)) ≤ min_K F_t, rounded down to the dtype, shape B; −inf where no bound exists.
 
     D(α) = −Σ_s φ*(α_s, y_s) + min_{x∈K}⟨Σ_s α_s a_s, x⟩ (Fenchel weak duality; comparator module docstring).
     """
@@ -368,33 +376,29 @@ def exact_lower(problem, data, t_end: int, domain, alpha: Tensor) -> Tensor:
     name = problem.name
     out = []
     for b in range(A.shape[0]):
-        y = [Fraction(float(v)) for v in Y[b]]
-        al = [Fraction(float(v)) for v in AL[b]]
         best: Fraction | None = None
-        cands = [al] if name == "linear" else [al, [Fraction(0)] * t_end]  # D(0): α = 0 is always feasible
+        cands = [AL[b]] if name == "linear" else [AL[b], np.zeros(t_end)]  # D(0): α = 0 is always feasible
         for j, a_ in enumerate(cands):
             if domain.name == "unconstrained" and j == 0 and name != "linear":
-                # move only the multipliers u_s = −y_s α_s strictly inside (0, 1), first all of them, then
-                # those at least τ from the ends (a u that underflowed to 1e-200 must not be pushed below 0)
-                u = [-y[s] * a_[s] for s in range(t_end)]
+                # move only multipliers u_s = −y_sα_s strictly inside (0, 1), first all of them, then those at
+                # least τ from the ends (a u that underflowed to 1e-200 must not be pushed below 0)
+                u = -Y[b] * a_
+                proj = None
                 for tau in (0.0, 1e-12, 1e-8, 1e-4) if name != "least_squares" else (None,):
-                    free = (
-                        list(range(t_end))
-                        if tau is None
-                        else [s for s in range(t_end) if tau < u[s] < 1 - tau]
-                    )
-                    proj = _project_null(A[b], a_, free)
-                    if proj is not None and _conjugate_sum(name, proj, y) is not None:
+                    allowed = np.ones(t_end, bool) if tau is None else (u > tau) & (u < 1 - tau)
+                    proj = _project_null(A[b], a_, allowed)
+                    if proj is not None and _conjugate_sum(name, *proj, Y[b]) is not None:
                         break
+                    proj = None
                 if proj is None:
                     continue
-                a_ = proj
+                al, S = proj
                 v = [Fraction(0)] * domain.n  # exactly 0 by construction
             else:
+                al, S = _ints(a_)
                 ai, sa = _ints(A[b])
-                alint, salpha = _ints(np.array([float(c) for c in a_]))
-                v = [Fraction(int(c)) * sa * salpha for c in alint.dot(ai)] if t_end else [Fraction(0)]
-            conj = _conjugate_sum(name, a_, y)
+                v = [Fraction(int(c)) * sa * S for c in al.dot(ai)] if t_end else [Fraction(0)] * domain.n
+            conj = _conjugate_sum(name, al, S, Y[b])
             lin = _min_linear(domain, v)
             if conj is None or lin is None:
                 continue

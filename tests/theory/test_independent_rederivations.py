@@ -215,3 +215,34 @@ def test_extreme_tensoring_and_sm3_bounds_at_eta_none():
     nu = torch.rand(2, 3, 4, generator=g, dtype=torch.float64)
     want_sm3 = math.sqrt(2) * D * np.sqrt(nu.numpy()).reshape(2, -1).sum(-1)
     np.testing.assert_allclose(bounds.sm3_regret_bound(nu, D, nbatch=1).numpy(), want_sm3, rtol=1e-13)
+
+
+# ------------------------------------------------------------------------------------ EF sparse windows
+@pytest.mark.parametrize("name", ["ef_ggt", "ef_mfac"])
+def test_ef_sparse_window_rows_and_residual_against_recomputation(name):
+    """EFCP's error feedback (Frantar et al. 2022): a_t = e_t + g_t, c_t = top-k of a_t by magnitude (ties to the
+    lowest index), e_{t+1} = a_t − c_t, e_1 = 0; the window keeps c_t in slot (t − 1) mod w. Recomputed with
+    numpy over 7 steps (window 3 wraps twice): the stored residual and every stored row must match exactly in
+    value (same float64 additions)."""
+    m = methods.get(name)
+    kw = {"damp": 1.0, "lr": 0.1} if name == "ef_mfac" else {"eps": 1e-2}
+    cfg = m.Config(window=3, density=0.3, **kw)
+    G = _grads((10,), 7, seed=21)
+    st = m.init((10,), cfg)
+    k = max(1, int(0.3 * 10))
+    e = np.zeros(10)
+    rows = {}
+    for t in range(7):
+        _, st = m.update(G[t], st, cfg, param=torch.zeros(10, dtype=torch.float64))
+        a = e + G[t].numpy()
+        keep = np.argsort(-np.abs(a), kind="stable")[:k]
+        c = np.zeros(10)
+        c[keep] = a[keep]
+        e = a - c
+        rows[t % 3] = c
+        ring = st.ring
+        np.testing.assert_array_equal(ring.e.numpy(), e)
+        dense = np.zeros((3, 10))
+        np.put_along_axis(dense, ring.indices.numpy().astype(np.int64), ring.values.numpy(), axis=-1)
+        for slot, c_ref in rows.items():
+            np.testing.assert_array_equal(dense[slot], c_ref)
