@@ -59,10 +59,11 @@ def _ints(arr: np.ndarray) -> tuple[np.ndarray, Fraction]:
     nz = mant != 0
     e0 = int(e[nz].min()) if nz.any() else 0
     shift = np.where(nz, e - e0, 0)
-    ints = np.empty(arr.shape, dtype=object)
-    flat_m, flat_s, out = mant.reshape(-1), shift.reshape(-1), ints.reshape(-1)
-    for i in range(flat_m.size):
-        out[i] = int(flat_m[i]) << int(flat_s[i])
+    # object arrays of Python ints: numpy's elementwise << then runs Python's exact int shift in its C loop
+    ints = np.left_shift(
+        np.array(mant.tolist(), dtype=object).reshape(arr.shape),
+        np.array(shift.tolist(), dtype=object).reshape(arr.shape),
+    )
     return ints, Fraction(2) ** e0
 
 
@@ -377,6 +378,7 @@ def exact_lower(problem, data, t_end: int, domain, alpha: Tensor) -> Tensor:
     out = []
     for b in range(A.shape[0]):
         best: Fraction | None = None
+        ai = sa = None
         cands = [AL[b]] if name == "linear" else [AL[b], np.zeros(t_end)]  # D(0): α = 0 is always feasible
         for j, a_ in enumerate(cands):
             if domain.name == "unconstrained" and j == 0 and name != "linear":
@@ -396,7 +398,8 @@ def exact_lower(problem, data, t_end: int, domain, alpha: Tensor) -> Tensor:
                 v = [Fraction(0)] * domain.n  # exactly 0 by construction
             else:
                 al, S = _ints(a_)
-                ai, sa = _ints(A[b])
+                if ai is None:
+                    ai, sa = _ints(A[b])
                 v = [Fraction(int(c)) * sa * S for c in al.dot(ai)] if t_end else [Fraction(0)] * domain.n
             conj = _conjugate_sum(name, al, S, Y[b])
             lin = _min_linear(domain, v)
