@@ -29,6 +29,13 @@ max(D(α), D(0)): α = 0 is feasible on every K and D(0) = Σ_s inf_p φ(p, y_s)
 and hinge, which certifies the exact F* = 0 of an underdetermined unconstrained least squares (t ≤ N), where the
 residual of the projected α need not be at rounding level.
 
+**Rounding.** The solvers steer by the float64 estimate :func:`certify`, in which a residual Σα_s a_s at
+rounding level counts as 0 — not a proof: on an unconstrained least squares with cond(A) = 1e10 that estimate
+sat 2e-8 above the exact minimum, and F(x̂) rounded below it. The returned ends are therefore re-evaluated in
+exact arithmetic (online_convex.certificate_exact): ``value`` is F_t at a point of K (x̂ itself whenever x̂ lies
+in K exactly) rounded up, ``lower`` is max(D(α), D(0)) with α projected exactly onto {Σα_s a_s = 0} for
+unbounded K, rounded down. lower > value is then impossible unless a bug: it raises, never clipped.
+
 **Solvers.** linear: x̂ = lmo(Σ a_s), exact (gap 0). least squares / logistic: proximal Newton
 x ← Π_K^{∇²F}(x − ∇²F⁻¹∇F) with Armijo backtracking (one step for least squares), Π^{∇²F} from
 online_convex.domains_hnorm; nuclear ball: FISTA with restarts and Euclidean projections; unconstrained least
@@ -152,8 +159,10 @@ def certify(
     # logistic and hinge and −inf for linear. It certifies F* ≥ 0 where the natural α's residual Σα_s a_s is
     # not at rounding level, e.g. an underdetermined unconstrained least squares (t ≤ N), where F* = 0 exactly.
     lower = torch.maximum(lower, dual_lower_bound(problem, data, t_end, domain, torch.zeros_like(alpha)))
-    lower = torch.minimum(lower, value)  # D ≤ F* ≤ F(x̂)
-    return value, lower
+    return (
+        value,
+        lower,
+    )  # float64 estimates for the solvers' stopping rules; best_fixed_point re-evaluates exactly
 
 
 # --- solvers --------------------------------------------------------------------------------------------------
@@ -287,6 +296,7 @@ def best_fixed_point(
     -------
     ComparatorResult with x (B + S), value, lower (B), gap = value − lower.
     """
+    from online_convex.certificate_exact import exact_lower, exact_value
     from online_convex.comparator_hinge import hinge_dual, hinge_lp, hinge_refine
     from online_convex.problems import get_problem
 
@@ -356,5 +366,18 @@ def best_fixed_point(
             x = _fista(problem, data, t_end, domain, x, rtol, max_iter or 5000)
         else:
             x = _newton(problem, data, t_end, domain, x, rtol, max_iter or 100)
-    value, lower = certify(problem, data, t_end, domain, x, alpha)
+    if alpha is None:  # the dual point certify() would use: α = φ'(⟨a_s, x̂⟩), projected for unbounded K
+        p, y, _ = problem._margins(x, data, t_end, where)
+        alpha = problem.dphi(p, y)
+        if not domain.bounded and problem.labels_pm1:  # u = −yα ∈ [0, 1] before the exact projection
+            alpha = -y * (-y * alpha).clamp(0, 1)
+    value, _ = exact_value(problem, data, t_end, domain, x)
+    lower = exact_lower(problem, data, t_end, domain, alpha)
+    crossed = lower > value
+    if bool(crossed.any()):  # impossible for exact bounds: a bug in a solver or in the certificate
+        b = int(crossed.reshape(-1).nonzero()[0])
+        raise RuntimeError(
+            f"{where}: certificate crossing for seed {b} ({problem.name}, {domain.name}, t_end = {t_end}): "
+            f"lower {float(lower.reshape(-1)[b])!r} > value {float(value.reshape(-1)[b])!r}"
+        )
     return ComparatorResult(x, value, lower, note)

@@ -3,12 +3,14 @@ r"""``memopt spectra``: one reference run with the Kronecker-factor recorder →
 With no arguments: the 1024-wide digits MLP trained with Adam for 300 steps while the recorder accumulates
 Shampoo (L, R) and K-FAC (A, G) factors with EMA β = 0.999 every step; every factor is eigendecomposed every 50
 steps into ``OUT`` (a crash-safe ``SnapshotStore``). The null baseline — Gaussian gradients of the same shapes,
-β and number of accumulated steps, through the same accumulation — goes to ``OUT/null``. Then:
+β and number of accumulated steps, through the same accumulation — goes to ``OUT/null``; the matched null (the
+real factors' diagonal, no correlation: it separates low rank from mere anisotropy) to ``OUT/null_matched``.
+Then:
 
 * ``OUT/spectra.png``: cumulative mass vs k/d per snapshot with the null (the widest Shampoo and K-FAC factor),
   a layer × step heat map of the top-25 % mass, and a step × step subspace-overlap matrix;
 * ``OUT/summary.csv`` and the printed table: top-25 % mass per layer and factor at the last snapshot beside the
-  null's, and the fraction k/d of eigenvectors that holds 90 % of the trace;
+  nulls', and the fraction k/d of eigenvectors that holds 90 % of the trace;
 * ``OUT/table.parquet`` (or .csv): the long table (step, layer, factor, metric, value) of every snapshot.
 
 Rerunning with the same arguments resumes into the same ``OUT`` (finished snapshots are kept); a directory that
@@ -28,7 +30,7 @@ import torch
 
 from memopt_theory.errors import MemoptError, user_input
 from memopt_theory.storage import writable_dir, write_atomic
-from spectra.null import null_factors
+from spectra.null import matched_null_factors, null_factors
 from spectra.recorder import KINDS, FactorRecorder
 from spectra.runs import RUNS, make_run, train
 from spectra.snapshots import Snapshotter
@@ -124,8 +126,11 @@ def _featured(shapes: dict[str, tuple[int, int]], kind: str) -> str | None:
     return max(names, key=lambda n: shapes[n][0]) if names else None
 
 
-def summary_table(real: pd.DataFrame, null: pd.DataFrame, step: int) -> pd.DataFrame:
-    """Top-25 % mass and k/d for 90 % mass per layer:factor at ``step``, real beside null."""
+def summary_table(
+    real: pd.DataFrame, null: pd.DataFrame, step: int, matched: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Top-25 % mass and k/d for 90 % mass per layer:factor at ``step``, real beside the isotropic null and
+    (``matched``) the diagonal-matched null."""
 
     def pick(df: pd.DataFrame, s: int, metric: str) -> pd.Series:
         rows = df[(df.step == s) & (df.metric == metric)]
@@ -140,12 +145,21 @@ def summary_table(real: pd.DataFrame, null: pd.DataFrame, step: int) -> pd.DataF
             "k/d_for_90%_null": pick(null, null_step, "k_frac_for_mass@0.9"),
         }
     )
+    if matched is not None:
+        m_step = int(matched.step.max())
+        out["top25_mass_matched"] = pick(matched, m_step, f"top_mass@{FRAC:g}")
+        out["k/d_for_90%_matched"] = pick(matched, m_step, "k_frac_for_mass@0.9")
     out.index.name = "layer:factor"
     return out
 
 
 def _plot(
-    path: Path, store: SnapshotStore, null_store: SnapshotStore, shapes, null_top: dict[str, float]
+    path: Path,
+    store: SnapshotStore,
+    null_store: SnapshotStore,
+    shapes,
+    null_top: dict[str, float],
+    matched_store: SnapshotStore | None = None,
 ) -> None:
     import matplotlib
 
@@ -165,7 +179,8 @@ def _plot(
             ax,
             spectra,
             null=null_store.load(null_step, name),
-            title=f"{name} ({d}×{d}): cumulative mass vs Gaussian null",
+            matched=matched_store.load(null_step, name) if matched_store is not None else None,
+            title=f"{name} ({d}×{d}): cumulative mass vs Gaussian and matched nulls",
         )
     if len(featured) == 1:
         panels[1].set_axis_off()
@@ -247,19 +262,29 @@ def run(args: argparse.Namespace) -> int:
         Snapshotter(
             null_store, every=1, k_top=args.k_top, exact_max_dim=EXACT_MAX_DIM, seed=args.seed
         ).maybe_snapshot(last, null)
+    matched_store = SnapshotStore(out / "null_matched", {**meta, "null_of": meta, "matched": "diagonal"})
+    if not matched_store.steps():  # the real factors' diagonal, no correlation (spectra.null)
+        matched = matched_null_factors(
+            rec.factors(), shapes, steps=rec.num_updates, beta=args.beta, seed=args.seed, device=r.device
+        )
+        Snapshotter(
+            matched_store, every=1, k_top=args.k_top, exact_max_dim=EXACT_MAX_DIM, seed=args.seed
+        ).maybe_snapshot(last, matched)
     real_table, null_table = store.table(), null_store.table()
     store.write_table()
     null_store.write_table()
-    summ = summary_table(real_table, null_table, last)
+    matched_store.write_table()
+    summ = summary_table(real_table, null_table, last, matched_store.table())
     write_atomic(out / "summary.csv", summ.to_csv().encode())
-    _plot(out / "spectra.png", store, null_store, shapes, summ["top25_mass_null"].to_dict())
+    _plot(out / "spectra.png", store, null_store, shapes, summ["top25_mass_null"].to_dict(), matched_store)
 
     print(
         f"{args.run}: {args.steps} steps on {r.device}, loss {losses[0]:.3f} -> {np.mean(losses[-10:]):.3f} "
         f"(mean of last 10); {rec.num_updates} accumulations, β = {args.beta}; snapshots at steps {store.steps()}"
     )
     print(
-        f"top-{100 * FRAC:g} % eigenvalue mass at step {last} vs the Gaussian null (same shapes, β, steps):"
+        f"top-{100 * FRAC:g} % eigenvalue mass at step {last} vs the Gaussian null (same shapes, β, steps) and the "
+        "matched null (the real factor's diagonal, no correlation; beating it is low rank, not anisotropy):"
     )
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
         print(summ.to_string())

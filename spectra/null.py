@@ -6,6 +6,15 @@ the null draws rows X_t ∈ R^{r×d} with i.i.d. N(0, 1) entries and feeds F_t =
 accumulated steps T. Any concentration of the real spectrum beyond this null's (a Marchenko–Pastur-like
 spread, not a flat line, when r is comparable to d) is structure in the gradients, not finite-sample noise.
 
+**Matched (diagonal) null.** The isotropic null tests anisotropy as much as low rank: a factor whose
+coordinates merely have unequal scales (a few large input features, no correlation at all) already
+concentrates its trace far beyond it. :func:`matched_null_factors` removes that: it keeps the real factor's
+per-coordinate scale and nothing else. With σ_i² = (F_real)_ii / Σ_{k<T} β^k it feeds rows X_t·diag(σ) (X_t
+as above) through the same accumulation, so F_matched = diag(σ)·F_iso·diag(σ) with F_iso the isotropic null of
+the same seed, E[F_matched] = diag(F_real) exactly, and its correlation matrix F_ij/√(F_ii F_jj) is the
+isotropic null's: any low-rank structure it shows is what the diagonal alone implies. Concentration of the
+real spectrum beyond *this* null is correlation between coordinates — low rank, not anisotropy.
+
 Moments (the test's independent calculation): E[X_tᵀX_t] = r·I, so E[F_T] = (Σ_{k<T} β^k)·I; for T = 1,
 E[F_1²] = (1/r²)·E[(XᵀX)²] = ((r + d + 1)/r)·I (Wishart second moment: E[W²] = r(r + d + 1)I for W ~ W_d(r, I)).
 """
@@ -20,7 +29,7 @@ from torch import Tensor
 from memopt_theory.validation import check_int, check_real
 from spectra.kfac import accumulate, gram
 
-__all__ = ["null_factors"]
+__all__ = ["null_factors", "matched_null_factors"]
 
 
 def null_factors(
@@ -57,3 +66,43 @@ def null_factors(
             X = torch.randn(r, d, generator=gen, dtype=dtype).to(device)
             totals[name] = accumulate(totals[name], gram(X) / r, beta)
     return totals  # type: ignore[return-value]
+
+
+def matched_null_factors(
+    real: Mapping[str, Tensor],
+    shapes: Mapping[str, tuple[int, int]],
+    *,
+    steps: int,
+    beta: float | None = None,
+    seed: int = 0,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, Tensor]:
+    """Diagonal-matched null {name: (d, d)}: E[F] = diag(real[name]), no correlation (module docstring).
+
+    Parameters
+    ----------
+    real : {name: (d, d)} the real factors (e.g. ``FactorRecorder.factors()``), one per name of ``shapes``,
+        with a finite non-negative diagonal
+    shapes, steps, beta, seed, device, dtype : as :func:`null_factors` (the same seed gives the same draws)
+    """
+    where = "matched_null_factors"
+    if not isinstance(real, Mapping) or set(real) != set(shapes):
+        got = sorted(real) if isinstance(real, Mapping) else type(real).__name__
+        raise ValueError(f"{where}: real must map exactly the names of shapes {sorted(shapes)}; got {got}")
+    iso = null_factors(shapes, steps=steps, beta=beta, seed=seed, device=device, dtype=torch.float64)
+    b = 1.0 if beta is None else float(beta)
+    mass = sum(b**k for k in range(steps))  # E[F_iso] = mass·I
+    out = {}
+    for name, F in iso.items():
+        d = shapes[name][0]
+        R = real[name]
+        if not isinstance(R, Tensor) or tuple(R.shape) != (d, d):
+            got = tuple(R.shape) if isinstance(R, Tensor) else type(R).__name__
+            raise ValueError(f"{where}: real[{name!r}] must be a ({d}, {d}) tensor; got {got}")
+        diag = torch.diagonal(R).detach().to(device=F.device, dtype=torch.float64)
+        if not bool(torch.isfinite(diag).all()) or bool((diag < 0).any()):
+            raise ValueError(f"{where}: real[{name!r}] must have a finite diagonal >= 0; got {diag.tolist()}")
+        sigma = (diag / mass).sqrt()
+        out[name] = (sigma[:, None] * F * sigma[None, :]).to(dtype)
+    return out

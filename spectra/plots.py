@@ -52,6 +52,7 @@ def cumulative_mass(
     title: str | None = None,
     marks: tuple[float, ...] = (0.9, 0.99),
     cmap: str = "viridis",
+    matched=None,
 ) -> Axes:
     r"""Cumulative eigenvalue mass against the fraction k/d of eigenvectors kept, one line per snapshot.
 
@@ -60,6 +61,8 @@ def cumulative_mass(
     ax : matplotlib Axes
     spectra : {step: eigenvalues (d,) or Decomposition} — one factor's snapshots
     null : eigenvalues or Decomposition, optional — the same factor under Gaussian gradients (dashed black)
+    matched : eigenvalues or Decomposition, optional — the diagonal-matched null (spectra.null: the real
+            factor's per-coordinate scale, no correlation; dotted black)
     title : str, optional — default states what the data show: the largest k/d any snapshot needs for 90 %
             of the trace, and the null's
     marks : mass levels drawn as dotted horizontal lines
@@ -84,6 +87,17 @@ def cumulative_mass(
         ax.plot(x, y, color="black", ls="--", lw=1.4, label="null (Gaussian gradients)", gid="null")
         kn = _k_frac_at(x, y, 0.9)
         claim += f" (null: {kn:.3g})" if kn is not None else ""
+    if matched is not None:
+        x, y = cumulative_curve(matched)
+        ax.plot(
+            x,
+            y,
+            color="black",
+            ls=":",
+            lw=1.6,
+            label="matched null (real diagonal, no correlation)",
+            gid="matched",
+        )
     for m in marks:
         ax.axhline(m, color="grey", ls=":", lw=0.8, gid=f"mark:{m:g}")
         ax.text(

@@ -271,7 +271,10 @@ def test_contains_slsqp_minimum_and_true_regret(pname, dom, t, seed):
     xs = domain.project(torch.randn(t, n, generator=g, dtype=F64) * 2)
     L = sum(float(pb.loss(xs[s], a[s, 0], y[s, 0])) for s in range(t))
     true_regret = L - min(m_ref, float(res.value[0]))  # the best value seen bounds min F from above
-    assert L - float(res.value[0]) <= true_regret + 1e-12 and true_regret <= L - float(res.lower[0]) + 1e-12
+    # 1e-12: float rounding of L and m_ref; plus the certified value's stated float slack for the logistic loss,
+    # 2⁻⁴⁶·(|f_s| + 1) per term (online_convex.certificate_exact), which puts value that far above F(x̂)
+    tol = 1e-12 + (2.0**-46 * (abs(float(res.value[0])) + 2 * t) if pname == "logistic" else 0.0)
+    assert L - float(res.value[0]) <= true_regret + tol and true_regret <= L - float(res.lower[0]) + 1e-12
 
 
 def test_dual_bound_is_weak_duality_for_any_alpha():

@@ -68,8 +68,24 @@ def test_density_one_reproduces_the_dense_learners(stream):
 def test_compressed_learners_give_certified_regret_and_counted_memory(name, variant, stream):
     m = methods.get(name)
     cfg = m.Config(window=4, **({"damp": 1.0, "lr": 0.2} if name == "ef_mfac" else {"eps": 1e-2}), **variant)
-    tr = _run(name, cfg, 0.1 if name == "ef_ggt" else 1.0, stream)
-    assert np.isfinite(tr.regret_upper).all()
+    eta = 0.1 if name == "ef_ggt" else 1.0
+    tr = _run(name, cfg, eta, stream)
+    # replay: the learner's play by hand (x_1 = 0; x_{t+1} = x_t − η·u_t, or x_t − u_t for a full-step method,
+    # u_t = the method's direction after absorbing g_t = a_t(⟨a_t, x_t⟩ − y_t)), loss ½(⟨a_t, x_t⟩ − y_t)²
+    # summed; the simulator's cumulative loss must equal it at every checkpoint (same arithmetic, 1e-12)
+    data, ck, (value, lower) = stream
+    x = torch.zeros(2, *SHAPE, dtype=torch.float64)
+    st = m.init(SHAPE, cfg, batch=(2,))
+    cum, want = torch.zeros(2, dtype=torch.float64), []
+    for t in range(int(ck[-1])):
+        r = (data.a[t] * x).sum((-1, -2)) - data.y[t]
+        cum = cum + 0.5 * r**2
+        u, st = m.update(data.a[t] * r[:, None, None], st, cfg, param=x)
+        x = x - (u if m.full_step else eta * u)
+        if t + 1 in ck:
+            want.append(cum.numpy().copy())
+    np.testing.assert_allclose(tr.cum_loss, np.stack(want), rtol=1e-12)
+    np.testing.assert_allclose(tr.regret_upper, np.stack(want) - lower, rtol=1e-12)
     assert (tr.regret_lower <= tr.regret_upper).all() and (tr.comparator_gap >= 0).all()
     assert tr.memory_scalars == m.memory(SHAPE, cfg) and tr.memory_bits == m.bits(SHAPE, cfg)
 

@@ -66,3 +66,69 @@ def test_plain_sum_and_shapes_and_seed():
 def test_bad_input(kw, err, match):
     with pytest.raises(err, match=match):
         null_factors(**kw)
+
+
+# --- the diagonal-matched null -----------------------------------------------------------------------------------
+def _real_factor(d: int, seed: int) -> torch.Tensor:
+    """A correlated, anisotropic PSD factor: rank-2 plus a small ridge, coordinate scales spread over 10³."""
+    g = torch.Generator().manual_seed(seed)
+    A = (
+        torch.randn(d, 2, generator=g, dtype=torch.float64)
+        * torch.logspace(0, 1.5, d, dtype=torch.float64)[:, None]
+    )
+    return A @ A.T + 1e-3 * torch.eye(d, dtype=torch.float64)
+
+
+def test_matched_null_is_the_isotropic_null_rescaled():
+    """F_matched = diag(σ) F_iso diag(σ) with σ² = diag(F_real)/Σ_{k<T}β^k, for the same seed and draws: its
+    correlation matrix is the isotropic null's exactly, so it holds no structure beyond the diagonal."""
+    from spectra.null import matched_null_factors
+
+    shapes = {"a": (6, 3), "b": (4, 1)}
+    real = {"a": _real_factor(6, 0), "b": _real_factor(4, 1)}
+    T, beta = 5, 0.8
+    iso = null_factors(shapes, steps=T, beta=beta, seed=3, dtype=torch.float64)
+    mat = matched_null_factors(real, shapes, steps=T, beta=beta, seed=3, dtype=torch.float64)
+    mass = sum(beta**k for k in range(T))
+    for k in shapes:
+        sig = (torch.diagonal(real[k]) / mass).sqrt()
+        torch.testing.assert_close(mat[k], sig[:, None] * iso[k] * sig[None, :], rtol=1e-14, atol=0)
+
+        def corr(F):
+            s = torch.diagonal(F).sqrt()
+            return F / s[:, None] / s[None, :]
+
+        torch.testing.assert_close(corr(mat[k]), corr(iso[k]), rtol=1e-12, atol=1e-12)
+
+
+def test_matched_null_mean_is_the_real_diagonal():
+    """E[F_matched] = diag(F_real): over M seeds the mean's diagonal is within 5 standard errors of diag(F_real)
+    and its off-diagonal within 5 standard errors of 0 (errors estimated from the samples); the real factor's
+    own off-diagonal mass is far outside that, so a null that copied F_real would fail."""
+    from spectra.null import matched_null_factors
+
+    d, r, T, beta, M = 5, 2, 3, 0.9, 3000
+    real = {"f": _real_factor(d, 7)}
+    runs = torch.stack(
+        [
+            matched_null_factors(real, {"f": (d, r)}, steps=T, beta=beta, seed=s, dtype=torch.float64)["f"]
+            for s in range(M)
+        ]
+    )
+    mean, se = runs.mean(0), runs.std(0) / math.sqrt(M)
+    want = torch.diag(torch.diagonal(real["f"]))
+    assert torch.all((mean - want).abs() <= 5 * se + 1e-12)
+    off = ~torch.eye(d, dtype=torch.bool)
+    assert torch.any((real["f"] - want)[off].abs() > 50 * se[off])  # the real factor is correlated
+
+
+def test_matched_null_bad_input():
+    from spectra.null import matched_null_factors
+
+    shapes = {"f": (3, 2)}
+    with pytest.raises(ValueError, match=r"real must map exactly the names of shapes \['f'\]; got \['g'\]"):
+        matched_null_factors({"g": torch.eye(3)}, shapes, steps=1)
+    with pytest.raises(ValueError, match=r"real\['f'\] must be a \(3, 3\) tensor; got \(2, 2\)"):
+        matched_null_factors({"f": torch.eye(2)}, shapes, steps=1)
+    with pytest.raises(ValueError, match=r"must have a finite diagonal >= 0"):
+        matched_null_factors({"f": -torch.eye(3)}, shapes, steps=1)

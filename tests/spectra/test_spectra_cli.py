@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from memopt_theory.cli import main
-from spectra.null import null_factors
+from spectra.null import matched_null_factors, null_factors
 from spectra.recorder import FactorRecorder
 from spectra.runs import make_run, train
 
@@ -56,11 +56,16 @@ def test_summary_matches_an_independent_rerun(small_run):
         train(run, 6, recorder=rec)
     real = rec.factors()
     null = null_factors(rec.factor_shapes(), steps=6, beta=0.9, seed=0)
+    matched = matched_null_factors(real, rec.factor_shapes(), steps=6, beta=0.9, seed=0)
     assert set(summ.index) == set(real)
     for name in real:
         # identical float32 factors; float64 eigh vs eigvalsh and a differently ordered sum: ~1e-15
         assert summ.loc[name, "top25_mass"] == pytest.approx(top_quarter_mass(real[name]), abs=1e-10)
         assert summ.loc[name, "top25_mass_null"] == pytest.approx(top_quarter_mass(null[name]), abs=1e-10)
+        # the matched null is built from the real factor's diagonal (float64 rescaling, stored in float32)
+        assert summ.loc[name, "top25_mass_matched"] == pytest.approx(
+            top_quarter_mass(matched[name]), abs=1e-6
+        )
     # the claim the plot makes is visible even here: a trained layer beats the null (Gaussian: near-flat)
     assert (summ.top25_mass > summ.top25_mass_null).mean() > 0.5
 
