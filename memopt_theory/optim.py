@@ -82,7 +82,8 @@ class MethodOptimizer(torch.optim.Optimizer):
     ----------
     params : iterable of tensors or of param-group dicts
     method : str            a registered name (memopt_theory.methods.names())
-    lr : float > 0          η (full_step methods: their Config's lr)
+    lr : float > 0          η (full_step methods: their Config's lr); None only where the Config's lr defaults to
+                            None (Adafactor: the relative step min(1e−2, 1/√t))
     weight_decay : float ≥ 0
     **config                fields of the method's Config (per group overridable)
     """
@@ -98,7 +99,14 @@ class MethodOptimizer(torch.optim.Optimizer):
                 f"make_optimizer: {', '.join(bad)} {'is not a' if len(bad) == 1 else 'are not'} "
                 f"{method}.Config field{'s' if len(bad) > 1 else ''}; allowed: {', '.join(sorted(fields))}"
             )
-        for name, value, low_open in (("lr", lr, True), ("weight_decay", weight_decay, False)):
+        # lr=None is accepted where the method's own Config defaults to it (Adafactor's relative step)
+        lr_none = lr is None and any(
+            f.name == "lr" and f.default is None for f in dataclasses.fields(self.method.Config)
+        )
+        for name, value, low_open in (
+            ("lr", 1.0 if lr_none else lr, True),
+            ("weight_decay", weight_decay, False),
+        ):
             if (
                 isinstance(value, bool)
                 or not isinstance(value, (int, float))

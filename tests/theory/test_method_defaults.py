@@ -1,0 +1,197 @@
+"""Method defaults and the options that reach the official configurations (issue 14, "Found beside the probe"):
+GaLore/LDAdam rank capped at the layer, Adafactor's relative step through ``make_optimizer``, SM3's averaged
+momentum, and S-Shampoo's tearfree tail decay and relative ε, each against an independent float64 recomputation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from memopt_theory import methods
+from memopt_theory.memory import counted_scalars
+from memopt_theory.optim import make_optimizer
+
+
+def _grads(T: int, shape: tuple[int, ...], seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, dtype=torch.float64, generator=g) for _ in range(T)]
+
+
+# ---- GaLore / LDAdam: a rank above the layer's smaller side is that side --------------------------------
+
+
+@pytest.mark.parametrize("name", ["galore", "ldadam"])
+@pytest.mark.parametrize("shape", [(5, 16), (16, 5), (3, 3)])
+def test_rank_above_layer_runs_as_the_full_rank(name, shape):
+    """rank = 128 (GaLore's default) on an a×b layer runs exactly as rank = min(a, b): the same steps and states,
+    and the memory model 2r·max + r·min + 1 (+ N error feedback for LDAdam) holds with r = min(a, b). A cap applied
+    in ``memory`` but not in ``init`` (or the reverse), or a refusal, fails here."""
+    mod = methods.get(name)
+    big, exact = mod.Config(rank=128), mod.Config(rank=min(shape))
+    w = torch.zeros(shape, dtype=torch.float64)
+    s_big, s_exact = mod.init(shape, big), mod.init(shape, exact)
+    for g in _grads(4, shape, seed=1):
+        u_big, s_big = mod.update(g, s_big, big, param=w)
+        u_exact, s_exact = mod.update(g, s_exact, exact, param=w)
+        assert torch.equal(u_big, u_exact)  # same arithmetic on the same tensors: bit-identical
+    r, L, s = min(shape), max(shape), min(shape)
+    closed = 2 * r * L + r * s + 1 + (shape[0] * shape[1] if name == "ldadam" else 0)
+    assert mod.memory(shape, big) == closed == counted_scalars(s_big)
+
+
+def test_ldadam_identity_projection_needs_full_rank():
+    lda = methods.get("ldadam")
+    with pytest.raises(ValueError, match=r"projection='identity' needs rank >= min\(n, c\) = 3; got 2"):
+        lda.init((3, 8), lda.Config(rank=2, projection="identity"))
+    lda.init((3, 8), lda.Config(rank=16, projection="identity"))  # capped to 3: allowed
+
+
+# ---- Adafactor: the relative step (lr = None) through make_optimizer -----------------------------------
+
+
+def test_adafactor_relative_step_through_make_optimizer():
+    """lr=None selects ρ_t = min(1e−2, 1/√t): step 1 on a vector (dense v_1 = g² + ε1 since β̂21 = 0) is
+    x_2 = x_1 − 1e−2·max(ε2, RMS(x_1))·Û with U = g/√(g² + ε1), Û = U/max(1, RMS(U)) (clip_threshold 1), computed
+    here in float64 from the formula; steps 2.. equal the pure update with Config(lr=None)."""
+    x0 = torch.tensor([0.5, -2.0, 3.0, 0.25], dtype=torch.float64)
+    p = torch.nn.Parameter(x0.clone())
+    opt = make_optimizer("adafactor", [p], lr=None)
+    assert opt.param_groups[0]["lr"] is None
+    mod = methods.get("adafactor")
+    cfg = mod.Config(lr=None)
+    st, x = mod.init((4,), cfg), x0.clone()
+    for t, g in enumerate(_grads(3, (4,), seed=2), start=1):
+        p.grad = g.clone()
+        opt.step()
+        if t == 1:
+            U = g / (g * g + 1e-30).sqrt()
+            U = U / max(1.0, float(U.square().mean().sqrt()))
+            want = x0 - 1e-2 * max(1e-3, float(x0.square().mean().sqrt())) * U
+            torch.testing.assert_close(p.detach(), want, rtol=1e-15, atol=0)  # a few float64 operations
+        step, st = mod.update(g, st, cfg, param=x)
+        x = x - step
+        assert torch.equal(p.detach(), x)
+    with pytest.raises(ValueError, match="lr must be a real number > 0; got None"):
+        make_optimizer("adam", [torch.nn.Parameter(torch.ones(2))], lr=None)  # adam has no relative step
+
+
+# ---- SM3: averaged momentum (the authors' form) by default, heavy-ball by name -------------------------
+
+
+def _sm3_ii_reference(G: list[np.ndarray], beta: float, form: str) -> list[np.ndarray]:
+    """SM3-II on a matrix with the row/column cover, from its definition: ν'(i,j) = min(row_i, col_j) + g², step
+    g/√ν' (0 where ν' = 0), row_i = max_j ν'(i,j), col_j = max_i ν'(i,j); then the momentum of the given form."""
+    n, k = G[0].shape
+    row, col, m, out = np.zeros(n), np.zeros(k), np.zeros((n, k)), []
+    for g in G:
+        nu = np.minimum(row[:, None], col[None, :]) + g * g
+        u = np.divide(g, np.sqrt(nu), out=np.zeros_like(g), where=nu > 0)
+        row, col = nu.max(axis=1), nu.max(axis=0)
+        m = beta * m + ((1 - beta) * u if form == "average" else u)
+        out.append(m.copy())
+    return out
+
+
+@pytest.mark.parametrize("form", ["average", "heavy_ball"])
+def test_sm3_momentum_forms_match_independent_recomputation(form):
+    """Default form is the authors' (google-research/precondition ``sm3.py``, optax, pytorch-optimizer) average
+    m = βm + (1−β)u; "heavy_ball" is m = βm + u. Both against a numpy SM3-II recomputation (float64; the only
+    difference is the order of a few operations, so 1e−13 relative)."""
+    mod = methods.get("sm3")
+    cfg = mod.Config(momentum=0.9) if form == "average" else mod.Config(momentum=0.9, momentum_form=form)
+    assert mod.Config().momentum_form == "average"
+    G = _grads(6, (4, 3), seed=5)
+    G[2][1, :] = 0.0  # a zero row: 0/0 := 0 on its first steps is exercised
+    want = _sm3_ii_reference([g.numpy() for g in G], 0.9, form)
+    st = mod.init((4, 3), cfg)
+    for g, w in zip(G, want):
+        u, st = mod.update(g, st, cfg)
+        np.testing.assert_allclose(u.numpy(), w, rtol=1e-13, atol=1e-15)
+
+
+def test_sm3_bad_momentum_form_is_refused():
+    with pytest.raises(ValueError, match="momentum_form"):
+        methods.get("sm3").Config(momentum=0.9, momentum_form="nesterov")
+
+
+# ---- S-Shampoo: tearfree's √β2 tail decay and relative ε -----------------------------------------------
+
+
+def _tearfree_reference(G: list[np.ndarray], rank: int, beta2: float, epsilon: float) -> list[np.ndarray]:
+    """Float64 re-derivation of the official Sketchy update (google-research/precondition tearfree ``sketchy``,
+    relative ε, no linear tail approximation, update_freq 1) for a matrix, written from its definition:
+
+    per axis, k = min(d, rank); stored (V ∈ R^{d×k}, √s ∈ R^k, tail). With the mode unfolding F of G:
+    σ, W = SVD([√β2·V diag(√s), F]); cutoff = σ_{k+1} (0 if absent); s ← σ_{1..k}² − cutoff²;
+    tail ← √β2·tail + cutoff²; directions with s = 0 are dropped; ε' = ε·max_i(s_i + tail);
+    the factor's inverse root acts as (s_i + tail + ε')^α on the kept directions and (tail + ε')^α on the rest
+    (0 while tail = 0), α = −1/(2·order). The update applies every axis's inverse root to G.
+    """
+    axes = []
+    for d in G[0].shape:
+        k = min(d, rank)
+        axes.append([np.zeros((d, k)), np.zeros(k), 0.0])
+    alpha = -1.0 / (2 * G[0].ndim)
+    out = []
+    for g in G:
+        ops = []
+        for dim, ax in enumerate(axes):
+            V, root, tail = ax
+            d, k = V.shape
+            F = np.moveaxis(g, dim, 0).reshape(d, -1)
+            W, sig, _ = np.linalg.svd(
+                np.concatenate([np.sqrt(beta2) * V * root, F], axis=1), full_matrices=False
+            )
+            cutoff = sig[k] if k < len(sig) else 0.0
+            top = sig[:k]
+            s = np.maximum(top * top - cutoff * cutoff, 0.0)
+            tail = np.sqrt(beta2) * tail + cutoff * cutoff
+            keep = s > 0
+            V = W[:, :k] * keep
+            eps = epsilon * np.max(s + tail)
+            inv = np.where(keep, (s + tail + eps) ** alpha, 0.0)
+            inv_tail = (tail + eps) ** alpha if tail > 0 else 0.0
+            ax[:] = [V, np.sqrt(s), tail]
+            ops.append((V * inv) @ V.T + inv_tail * (np.eye(d) - V @ V.T))
+        out.append(ops[0] @ g @ ops[1].T)
+    return out
+
+
+@pytest.mark.parametrize("beta2", [0.9, 0.999, 1.0])
+def test_s_shampoo_tearfree_options_match_official_update(beta2):
+    """tail_decay="sqrt_beta2", relative_eps=True, ℓ = rank + 1 reproduce the official update (rank 3 on a 6×5
+    matrix: the sketch overflows from step 1, so the tail and the relative ε matter). Tolerance: both sides are
+    float64 SVD pipelines over 8 steps; the exponent −1/4 and the sketch's round-off give ~1e−12 relative."""
+    mod = methods.get("s_shampoo")
+    cfg = mod.Config(ell=4, eps=1e-2, beta2=beta2, tail_decay="sqrt_beta2", relative_eps=True)
+    G = _grads(8, (6, 5), seed=7)
+    want = _tearfree_reference([g.numpy() for g in G], rank=3, beta2=beta2, epsilon=1e-2)
+    st = mod.init((6, 5), cfg)
+    for g, w in zip(G, want):
+        u, st = mod.update(g, st, cfg)
+        np.testing.assert_allclose(u.numpy(), w, rtol=1e-10, atol=1e-12 * np.abs(w).max())
+
+
+def test_s_shampoo_default_tail_and_absolute_eps_differ_from_official():
+    """The two options are what makes the difference: at β2 = 0.9 the default (β2 tail, absolute ε) is not the
+    official update (a no-op option would pass the test above only at β2 = 1; this fails it)."""
+    mod = methods.get("s_shampoo")
+    G = _grads(6, (6, 5), seed=7)
+    want = _tearfree_reference([g.numpy() for g in G], rank=3, beta2=0.9, epsilon=1e-2)[-1]
+    for cfg in (
+        mod.Config(ell=4, eps=1e-2, beta2=0.9, relative_eps=True),
+        mod.Config(ell=4, eps=1e-2, beta2=0.9, tail_decay="sqrt_beta2"),
+    ):
+        st = mod.init((6, 5), cfg)
+        for g in G:
+            u, st = mod.update(g, st, cfg)
+        assert np.abs(u.numpy() - want).max() > 1e-4 * np.abs(want).max()
+
+
+def test_s_shampoo_bad_options_are_refused():
+    mod = methods.get("s_shampoo")
+    with pytest.raises(ValueError, match="tail_decay"):
+        mod.Config(ell=4, tail_decay="sqrt")
+    with pytest.raises(TypeError, match="relative_eps must be a bool"):
+        mod.Config(ell=4, relative_eps=1)
