@@ -48,6 +48,8 @@ class Method:
         direction is the whole step, decoupled decay included (lr·wd·param + lr·u), and the caller
         applies w ← w − direction.
     reference : str        the paper / section of ALGORITHMS.md
+    default_lr : float | None  recommended lr (η) with the default Config on an ordinary model (a small MLP trains
+        with it: tests/theory/test_method_defaults.py); None: the method's own schedule (Adafactor's relative step)
     """
 
     name: str
@@ -59,6 +61,7 @@ class Method:
     bits: Callable[[tuple[int, ...], Any], int] = field(default=_no_bits)
     full_step: bool = False
     reference: str = ""
+    default_lr: float | None = 1e-3
 
 
 _METHODS: dict[str, Method] = {}

@@ -7,6 +7,13 @@ FD-SON ((lr√t)^{−1/2}, 0, 1), RFD-SON ((lr·t)^{−1/2}, 1/2, 1). Per step (
 The step rule is the method's own (η_eff = 1): ``full_step`` methods with ``lr`` inside; the direction is the
 whole step, plus decoupled decay lr·wd·param. No metric (exponent −1, unconstrained only: no regret check).
 State (testbed layout): min(ℓ, N)(N + 1) + 2.
+
+Defaults. FD-SON's A_0 = αI needs α > 0 (Luo et al.'s analysis assumes it; only RFD's α_t grows with the escaped
+mass): at δ = 0 with c_α = 0, α stays 0, the complement gets weight 0 and the sketch's last directions, whose
+s_i after the FD shrink can be arbitrarily small, get 1/s_i — Newton steps on noise (a 20-16-5 MLP went from 0.88 to
+82 in 200 steps at lr 1). So FD-SON defaults to δ = 1 (the top of the testbed's δ grid); RFD-SON keeps RFD0 (δ = 0,
+α_t = ρ_{1:t}/2 > 0 once anything escapes). Both expect lr ≈ 1 (the step is A_t^{−1}g with rows √(1/(lr·√t))·g:
+a Newton-type step whose scale does not need a small lr).
 """
 
 from __future__ import annotations
@@ -32,13 +39,14 @@ State = TestbedState
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """FD-SON: ``ell`` ℓ ≥ 1, ``lr`` > 0 (enters through c_sk), ``delta`` α_0 = δ ≥ 0, ``weight_decay`` ≥ 0."""
+    """FD-SON: ``ell`` ℓ ≥ 1, ``lr`` > 0 (enters through c_sk), ``delta`` α_0 = δ ≥ 0 (default 1; see the module
+    docstring), ``weight_decay`` ≥ 0."""
 
     _WHERE = "fd_son.Config"  # class attribute, not a field: names the method in error messages
 
     ell: int = 8
     lr: float = 1.0
-    delta: float = 0.0
+    delta: float = 1.0
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
@@ -51,9 +59,11 @@ class Config:
 
 @dataclass(frozen=True, kw_only=True)
 class RfdConfig(Config):
-    """RFD-SON: the fields of FD-SON's Config; α_0 = δ (RFD0 at δ = 0), α_t = δ + ρ_{1:t}/2."""
+    """RFD-SON: the fields of FD-SON's Config; α_0 = δ (RFD0 at δ = 0, the default), α_t = δ + ρ_{1:t}/2."""
 
     _WHERE = "rfd_son.Config"
+
+    delta: float = 0.0
 
 
 def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -> State:

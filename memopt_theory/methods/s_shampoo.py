@@ -42,12 +42,13 @@ from memopt_theory.validation import check_choice, check_int, check_real
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """S-Shampoo: ``ell`` ℓ ≥ 1 (paper sketch size; min(ℓ−1, n_i) directions kept per mode), ``eps`` ε ≥ 0,
+    """S-Shampoo: ``ell`` ℓ ≥ 1 (paper sketch size; min(ℓ−1, n_i) directions kept per mode; default 8 as the
+    other sketched methods), ``eps`` ε ≥ 0,
     ``beta2`` β2 ∈ (0, 1] (1: sums, Theorem 5; < 1: EW-FD per factor, no guarantee), ``tail_decay`` "beta2"
     (ρ_{1:t} = β2ρ_{1:t−1} + ρ_t, the paper's Observation 6) or "sqrt_beta2" (√β2, the official tearfree code),
     ``relative_eps`` (False: ε absolute; True: ε·(λ₁(H̄) + ρ_{1:t}) per factor, tearfree's default)."""
 
-    ell: int
+    ell: int = 8
     eps: float = 0.0
     beta2: float = 1.0
     tail_decay: str = "beta2"

@@ -195,3 +195,50 @@ def test_s_shampoo_bad_options_are_refused():
         mod.Config(ell=4, tail_decay="sqrt")
     with pytest.raises(TypeError, match="relative_eps must be a bool"):
         mod.Config(ell=4, relative_eps=1)
+
+
+# ---- M-FAC: a damping whose factorisation cannot fail ----------------------------------------------------
+
+
+def test_mfac_float32_large_gradients_factor_with_effective_damping():
+    """Nearly parallel float32 gradients of norm ~6e3 in a window of 8 at λ = 1e−5: K/λ + mI is indefinite after K's float32
+    round-off (|E| ~ 6e−8·tr K/λ ≫ m), and the old float32 Cholesky raised a raw LinAlgError. Now the step is
+    F̂'^{−1}g with λ' = ``effective_damp`` (> λ here), which is checked against a float64 solve of
+    (λ'I + GᵀG/m)u = g on the same float32 ring: F̂' has condition ≤ 1 + tr K/(mλ') ≈ 1/(4c) ≈ 4e6, so float32
+    storage of K, D, B allows a relative error up to ~κ·6e−8 ≈ 0.25 (measured 0.05); the same comparison with the
+    configured λ instead of λ' is off by 1.0, so 0.5 separates them. The float64 test below pins the formula."""
+    mod = methods.get("mfac")
+    cfg = mod.Config(window=8, damp=1e-5)
+    gen = torch.Generator().manual_seed(3)
+    base = 1e3 * torch.randn(40, generator=gen)
+    G = [(base + 1e-2 * torch.randn(40, generator=gen)).float() for _ in range(8)]
+    st = mod.init((40,), cfg, dtype=torch.float32)
+    for g in G:
+        u, st = mod.update(g, st, cfg)
+    W = torch.stack(G).double()
+    K = W @ W.T
+    from memopt_theory.methods.mfac import effective_damp
+
+    lam = float(effective_damp(st.K, 1e-5, 40))
+    assert lam > 1e-5  # the floor is active: the configured λ is below K's float32 resolution
+    want = torch.linalg.solve(lam * torch.eye(40, dtype=torch.float64) + W.T @ W / 8, W[-1])
+    assert torch.isfinite(u).all()
+    assert float((u.double() - want).norm() / want.norm()) < 0.5
+    assert lam == pytest.approx(4 * (2**-24 + (40 + 20 * 8**1.5) * 2**-52) * float(K.trace()) / 8, rel=1e-5)
+
+
+def test_mfac_effective_damping_is_the_configured_one_at_ordinary_scale():
+    """Float64, gradients of norm ~6: λ' = λ exactly, and the direction is (λI + GᵀG/m)^{−1}g to 1e−9 relative
+    (float64 Woodbury vs solve; condition ≤ 1 + ‖G‖²/(mλ) ≈ 1e4 ⇒ ~1e−12 expected)."""
+    mod = methods.get("mfac")
+    cfg = mod.Config(window=5, damp=1e-2)
+    G = _grads(7, (6,), seed=4)
+    st = mod.init((6,), cfg)
+    for g in G:
+        u, st = mod.update(g, st, cfg)
+    from memopt_theory.methods.mfac import effective_damp
+
+    assert float(effective_damp(st.K, 1e-2, 6)) == 1e-2
+    W = torch.stack(G[-5:])
+    want = torch.linalg.solve(1e-2 * torch.eye(6, dtype=torch.float64) + W.T @ W / 5, G[-1])
+    torch.testing.assert_close(u, want, rtol=1e-9, atol=0)
