@@ -1,4 +1,5 @@
-"""``memopt memory``: state memory of every registered method, closed form (§E.2) beside counted tensors."""
+"""``memopt memory``: state memory of every registered method, closed form (§E.2) beside counted tensors, and the
+method's recommended lr (``Method.default_lr``; "relative": Adafactor's relative step, make_optimizer(lr=None))."""
 
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"shape {'x'.join(map(str, shape))}")
         print(
             f"  {'method':<18} {'model scalars':>14} {'counted':>14} {'model bits':>12} {'counted bits':>12} {'fp32 bytes':>12}  agree"
+            "  rec. lr"
         )
         for n in names:
             m = methods.get(n)
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             cs = "-" if args.no_count else f"{r.counted_scalars:,}"
             cb = "-" if args.no_count else f"{r.counted_bits:,}"
             print(
-                f"  {n:<18} {r.model_scalars:>14,} {cs:>14} {r.model_bits:>12,} {cb:>12} {r.bytes_float32:>12,}  {ok}"
+                f"  {n:<18} {r.model_scalars:>14,} {cs:>14} {r.model_bits:>12,} {cb:>12} {r.bytes_float32:>12,}  {ok:<5}"
+                f"  {'relative' if m.default_lr is None else f'{m.default_lr:g}'}"  # Method.default_lr
             )
     return 1 if bad else 0

@@ -87,5 +87,6 @@ METHODS = (
         memory,
         metric,
         reference="Wan, Wei, Zhang 2018 (Ada-FD); official Sketchy OCO testbed ADA_FD; ALGORITHMS.md §B6, §B4",
+        default_lr=3e-1,
     ),
 )

@@ -166,5 +166,15 @@ def metric(state: State, config: Config) -> None:
 
 
 METHODS = (
-    Method("adafactor", Config, init, update, memory, metric, full_step=True, reference="ALGORITHMS.md §C3"),
+    Method(
+        "adafactor",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        full_step=True,
+        reference="ALGORITHMS.md §C3",
+        default_lr=None,
+    ),
 )

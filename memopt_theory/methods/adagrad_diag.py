@@ -72,4 +72,8 @@ def metric(state: State, config: Config) -> Diagonal:
     return Diagonal(h=_h(state.s, config), shape=tuple(state.shape))
 
 
-METHODS = (Method("adagrad_diag", Config, init, update, memory, metric, reference="ALGORITHMS.md §A2"),)
+METHODS = (
+    Method(
+        "adagrad_diag", Config, init, update, memory, metric, reference="ALGORITHMS.md §A2", default_lr=1e-1
+    ),
+)

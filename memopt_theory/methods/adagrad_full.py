@@ -92,4 +92,8 @@ def metric(state: State, config: Config) -> LowRankPlusScaled:
     return LowRankPlusScaled(U=Q.to(state.S.dtype), s=h, c=c, shape=tuple(state.shape))
 
 
-METHODS = (Method("adagrad_full", Config, init, update, memory, metric, reference="ALGORITHMS.md §A3"),)
+METHODS = (
+    Method(
+        "adagrad_full", Config, init, update, memory, metric, reference="ALGORITHMS.md §A3", default_lr=1e-1
+    ),
+)

@@ -88,5 +88,15 @@ def metric(state: State, config: Config) -> None:
 
 
 METHODS = (
-    Method("adam", Config, init, update, memory, metric, full_step=True, reference="ALGORITHMS.md §A4"),
+    Method(
+        "adam",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        full_step=True,
+        reference="ALGORITHMS.md §A4",
+        default_lr=1e-3,
+    ),
 )

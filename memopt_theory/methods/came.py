@@ -136,5 +136,15 @@ def metric(state: State, config: Config) -> None:
 
 
 METHODS = (
-    Method("came", Config, init, update, memory, metric, full_step=True, reference="ALGORITHMS.md §C5"),
+    Method(
+        "came",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        full_step=True,
+        reference="ALGORITHMS.md §C5",
+        default_lr=2e-4,
+    ),
 )

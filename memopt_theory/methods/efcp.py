@@ -234,6 +234,7 @@ METHODS = (
         bits=mfac_bits,
         full_step=True,
         reference="ALGORITHMS.md §D5; arXiv 2306.06098",
+        default_lr=1e-3,
     ),
     Method(
         "ef_ggt",
@@ -244,5 +245,6 @@ METHODS = (
         metric,
         bits=ggt_bits,
         reference="ALGORITHMS.md §D5; arXiv 2306.06098",
+        default_lr=1e-1,
     ),
 )

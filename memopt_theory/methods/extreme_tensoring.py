@@ -132,4 +132,15 @@ def metric(state: State, config: Config) -> Diagonal:
     return Diagonal(h=from_tensor(_diag(state.h, config), tuple(state.shape), nb), shape=tuple(state.shape))
 
 
-METHODS = (Method("extreme_tensoring", Config, init, update, memory, metric, reference="ALGORITHMS.md §C2"),)
+METHODS = (
+    Method(
+        "extreme_tensoring",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="ALGORITHMS.md §C2",
+        default_lr=1e-1,
+    ),
+)

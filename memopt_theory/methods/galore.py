@@ -142,5 +142,6 @@ METHODS = (
         metric,
         full_step=True,
         reference="ALGORITHMS.md §D8; arXiv 2403.03507",
+        default_lr=1e-2,
     ),
 )

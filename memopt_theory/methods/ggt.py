@@ -122,5 +122,14 @@ def metric(state: State, config: Config) -> None:
 
 
 METHODS = (
-    Method("ggt", Config, init, update, memory, metric, reference="ALGORITHMS.md §D3; arXiv 1806.02958"),
+    Method(
+        "ggt",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="ALGORITHMS.md §D3; arXiv 1806.02958",
+        default_lr=1e-1,
+    ),
 )

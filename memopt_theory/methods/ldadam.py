@@ -208,5 +208,6 @@ METHODS = (
         metric,
         full_step=True,
         reference="ALGORITHMS.md §D7; arXiv 2410.16103",
+        default_lr=1e-3,
     ),
 )

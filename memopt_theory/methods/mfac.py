@@ -199,5 +199,14 @@ def metric(state: State, config: Config) -> None:
 
 
 METHODS = (
-    Method("mfac", Config, init, update, memory, metric, reference="ALGORITHMS.md §D4; arXiv 2107.03356"),
+    Method(
+        "mfac",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="ALGORITHMS.md §D4; arXiv 2107.03356",
+        default_lr=1e-4,
+    ),
 )

@@ -174,5 +174,6 @@ METHODS = (
         bits=bits,
         full_step=True,
         reference="ALGORITHMS.md §D8; arXiv 2405.15593",
+        default_lr=1e-2,
     ),
 )

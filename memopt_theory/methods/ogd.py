@@ -70,4 +70,6 @@ def metric(state: State, config: Config) -> Identity:
     )
 
 
-METHODS = (Method("ogd", Config, init, update, memory, metric, reference="ALGORITHMS.md §A1"),)
+METHODS = (
+    Method("ogd", Config, init, update, memory, metric, reference="ALGORITHMS.md §A1", default_lr=3e-1),
+)

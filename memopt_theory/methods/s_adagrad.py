@@ -89,5 +89,6 @@ METHODS = (
         memory,
         metric,
         reference="Feinberg et al. 2023 (Sketchy), Alg. 2; ALGORITHMS.md §B3",
+        default_lr=1e-1,
     ),
 )

@@ -166,5 +166,14 @@ def metric(state: State, config: Config) -> Kronecker:
 
 
 METHODS = (
-    Method("s_shampoo", Config, init, update, memory, metric, reference="ALGORITHMS.md §B5; Sketchy Alg. 3"),
+    Method(
+        "s_shampoo",
+        Config,
+        init,
+        update,
+        memory,
+        metric,
+        reference="ALGORITHMS.md §B5; Sketchy Alg. 3",
+        default_lr=1e-1,
+    ),
 )

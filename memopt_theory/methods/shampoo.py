@@ -115,4 +115,6 @@ def metric(state: State, config: Config) -> Kronecker:
     return Kronecker(factors=tuple(F.to(dtype) for F in roots), shape=tuple(state.shape))
 
 
-METHODS = (Method("shampoo", Config, init, update, memory, metric, reference="ALGORITHMS.md §C1"),)
+METHODS = (
+    Method("shampoo", Config, init, update, memory, metric, reference="ALGORITHMS.md §C1", default_lr=1e-1),
+)

@@ -163,4 +163,6 @@ def metric(state: State, config: Config) -> Diagonal | None:
     return Diagonal(h=(nu(state, config) + config.eps).sqrt(), shape=tuple(state.shape))
 
 
-METHODS = (Method("sm3", Config, init, update, memory, metric, reference="ALGORITHMS.md §C4"),)
+METHODS = (
+    Method("sm3", Config, init, update, memory, metric, reference="ALGORITHMS.md §C4", default_lr=1e-1),
+)

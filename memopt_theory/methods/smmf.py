@@ -175,5 +175,6 @@ METHODS = (
         bits=bits,
         full_step=True,
         reference="ALGORITHMS.md §D6; arXiv 2412.08894",
+        default_lr=1e-3,
     ),
 )
