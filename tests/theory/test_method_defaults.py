@@ -266,7 +266,7 @@ def _train_mlp(name: str, lr: float | None, steps: int = 200) -> tuple[float, fl
         loss.backward()
         losses.append(loss.item())
         opt.step()
-    final = float((model(X) - Y).square().mean())
+    final = (model(X) - Y).square().mean().item()
     assert all(np.isfinite(losses)) and np.isfinite(final)
     return losses[0], final, float(Y.var(dim=0, unbiased=False).mean())
 
@@ -282,7 +282,7 @@ def test_defaults_train_a_small_mlp(name):
     takes the MLP below half the loss of the best constant predictor in 200 full-batch steps: the fit explains at
     least half of the targets' variance (R² ≥ 0.5). The constant predictor is where a network that only learnt the
     output bias would end, so this is a real decrease, not drift; the initial loss is just above it (≈ 0.88 vs
-    ≈ 0.83), and the old defaults failed it (ggt 27 → 2e26 in the issue's probe, ada_fd, fd_son, mfac's
+    ≈ 0.82), and the old defaults failed it (ggt 27 → 2e26 in the issue's probe, ada_fd, fd_son, mfac's
     LinAlgError, galore/ldadam refusing the 16×20 and 5×16 layers)."""
     m = methods.get(name)
     first, final, const = _train_mlp(name, m.default_lr)
