@@ -3,7 +3,8 @@
 The closed form needs no tensors, so it is printed for any shape. Counting builds the state (float64) and
 takes one step, so it is done only where that state fits under ``--count-limit-mb`` (closed form in float64
 bytes); the other rows say they were not counted and why, instead of attempting e.g. the 80 GB of
-full-matrix AdaGrad at d = 100 000. The column ``ℓ/rank`` is the sketch size ℓ (or the rank) the row used.
+full-matrix AdaGrad at d = 100 000. The column ``ℓ/rank`` is the sketch size ℓ (or the rank) the row used, and ``rec. lr`` the method's recommended lr (``Method.default_lr``;
+"relative": Adafactor's relative step, make_optimizer(lr=None)).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"shape {'x'.join(map(str, shape))}")
         print(
             f"  {'method':<18} {'model scalars':>14} {'counted':>14} {'model bits':>12} {'counted bits':>12} "
-            f"{'fp32 bytes':>12} {'ℓ/rank':>7}  agree"
+            f"{'fp32 bytes':>12} {'ℓ/rank':>7}  agree  rec. lr"
         )
         skipped = []
         for n, m in zip(names, ms):
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             cb = f"{r.counted_bits:,}" if count else "-"
             print(
                 f"  {n:<18} {r.model_scalars:>14,} {cs:>14} {r.model_bits:>12,} {cb:>12} {r.bytes_float32:>12,} "
-                f"{_rank(cfg):>7}  {ok}"
+                f"{_rank(cfg):>7}  {ok:<5}  {'relative' if m.default_lr is None else f'{m.default_lr:g}'}"
             )
         if skipped:
             print(

@@ -140,7 +140,8 @@ class MethodOptimizer(torch.optim.Optimizer):
     ----------
     params : iterable of tensors or of param-group dicts
     method : str            a registered name (memopt_theory.methods.names())
-    lr : float > 0          η (full_step methods: their Config's lr); finite
+    lr : float > 0          η (full_step methods: their Config's lr); finite; None only where the Config's lr
+                            defaults to None (Adafactor: the relative step min(1e−2, 1/√t))
     weight_decay : float ≥ 0, finite
     **config                fields of the method's Config (per group overridable)
     """
@@ -156,7 +157,12 @@ class MethodOptimizer(torch.optim.Optimizer):
                 f"make_optimizer: {', '.join(bad)} {'is not a' if len(bad) == 1 else 'are not'} "
                 f"{method}.Config field{'s' if len(bad) > 1 else ''}; allowed: {', '.join(sorted(fields))}"
             )
-        _check_rate(lr, "lr", where="make_optimizer", positive=True)
+        # lr=None is accepted where the method's own Config defaults to it (Adafactor's relative step)
+        self._lr_none_ok = any(
+            f.name == "lr" and f.default is None for f in dataclasses.fields(self.method.Config)
+        )
+        if not (lr is None and self._lr_none_ok):
+            _check_rate(lr, "lr", where="make_optimizer", positive=True)
         _check_rate(weight_decay, "weight_decay", where="make_optimizer", positive=False)
         self._fields = fields
         self._templates: dict[int, Any] = {}
@@ -165,11 +171,12 @@ class MethodOptimizer(torch.optim.Optimizer):
             self._check_group(group, where=f"make_optimizer: param group {i}")
             self._config(group)  # validate every group's options now, not at the first step
 
-    @staticmethod
-    def _check_group(group: dict, *, where: str, at_step: bool = False) -> None:
+    def _check_group(self, group: dict, *, where: str, at_step: bool = False) -> None:
         """lr > 0 (≥ 0 at a step and in a loaded state dict: a schedule such as cosine annealing may end at
-        exactly 0, for every method) and weight_decay ≥ 0, both finite."""
-        _check_rate(group["lr"], "lr", where=where, positive=not at_step)
+        exactly 0, for every method; None where the Config's lr defaults to None) and weight_decay ≥ 0, both
+        finite."""
+        if not (group["lr"] is None and self._lr_none_ok):
+            _check_rate(group["lr"], "lr", where=where, positive=not at_step)
         _check_rate(group["weight_decay"], "weight_decay", where=where, positive=False)
 
     def _config(self, group: dict) -> Any:

@@ -63,6 +63,8 @@ class Method:
     guarantee : Guarantee | None   its regret theorem as data (memopt_theory.guarantee): bound, the step size
         the theorem prescribes, when it applies; the simulator, CLIs, overlays and verify read only this
     roles : {role: field}  which Config field plays which role ("sketch_size", "lr", "rank")
+    default_lr : float | None  recommended lr (η) with the default Config on an ordinary model (a small MLP trains
+        with it: tests/theory/test_method_defaults.py); None: the method's own schedule (Adafactor's relative step)
     """
 
     name: str
@@ -74,6 +76,7 @@ class Method:
     bits: MemoryFn = field(default=_no_bits)
     full_step: bool = False
     reference: str = ""
+    default_lr: float | None = 1e-3
     guarantee: Guarantee | None = None
     roles: Mapping[str, str] = field(default_factory=dict)
 

@@ -8,6 +8,11 @@ This is the testbed's ADA_FD (c_sk, c_α, η_eff) = (1, 0, lr): the learner's η
 δ = 0 (0/0 at e_ℓ = 0), so δ > 0 is required. ℓ > N keeps all N directions: full-matrix AdaGrad δ-outside.
 State (testbed layout): min(ℓ, N)(N + 1) + 2.
 
+Default δ = 1 (the top of the testbed's δ grid). Without escaped mass the complement of the sketch's span is stepped
+by g/δ: at the former δ = 1e−3 that is 1000·g in every direction the ℓ − 1 kept ones miss (most of a layer), which
+diverged on a 20-16-5 MLP (0.88 → 5e2 at η = 1e−2); at δ = 1 the complement is an SGD step and the sketched
+directions are AdaGrad-scaled (≤ g), so the recommended η is SGD-like, 1e−1.
+
 Memory
 ------
 Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): min(ℓ, N)(N + 1) + 2 (the official testbed's layout).
@@ -60,7 +65,7 @@ class Config:
     """Ada-FD: sketch size ``ell`` ℓ ≥ 1 and ``delta`` δ > 0 (the fixed diagonal of H_t = δI + Ḡ_t^{1/2})."""
 
     ell: int = 8
-    delta: float = 1e-3
+    delta: float = 1.0
 
     def __post_init__(self) -> None:
         check_int(self.ell, "ell", where="ada_fd.Config", low=1)
@@ -119,5 +124,6 @@ METHODS = (
         reference="Wan, Wei, Zhang 2018 (Ada-FD); official Sketchy OCO testbed ADA_FD; docs/theory/sketching.md §B6, §B4",
         guarantee=GUARANTEE,
         roles={"sketch_size": "ell"},
+        default_lr=3e-1,
     ),
 )

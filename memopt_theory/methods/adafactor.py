@@ -64,7 +64,8 @@ from memopt_theory.validation import check_real, numel
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """Adafactor (T2T defaults): ``lr`` None (relative step min(1e−2, 1/√t)) or ρ > 0; ``eps1`` ε1 ≥ 0,
+    """Adafactor (T2T defaults): ``lr`` None (relative step min(1e−2, 1/√t); ``make_optimizer("adafactor", params,
+    lr=None)`` selects it) or ρ > 0; ``eps1`` ε1 ≥ 0,
     ``eps2`` ε2 ≥ 0, ``clip_threshold`` d > 0, ``decay_rate`` c < 0 (or ``beta2`` ∈ (0, 1): bias-corrected
     schedule instead), ``beta1`` ∈ [0, 1),
     ``scale_parameter`` (multiply by max(ε2, RMS(X))), ``weight_decay`` ≥ 0 (decoupled)."""
@@ -202,5 +203,6 @@ METHODS = (
         full_step=True,
         reference="docs/theory/tensored.md §C3",
         roles={"lr": "lr"},
+        default_lr=None,
     ),
 )

@@ -134,5 +134,6 @@ METHODS = (
         metric,
         reference="docs/theory/baselines.md §A2",
         guarantee=GUARANTEE,
+        default_lr=1e-1,
     ),
 )

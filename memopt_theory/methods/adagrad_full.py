@@ -334,5 +334,6 @@ METHODS = (
         metric,
         reference="docs/theory/baselines.md §A3",
         guarantee=GUARANTEE,
+        default_lr=1e-1,
     ),
 )

@@ -124,5 +124,6 @@ METHODS = (
         full_step=True,
         reference="docs/theory/baselines.md §A4",
         roles={"lr": "lr"},
+        default_lr=1e-3,
     ),
 )

@@ -172,5 +172,6 @@ METHODS = (
         full_step=True,
         reference="docs/theory/tensored.md §C5",
         roles={"lr": "lr"},
+        default_lr=2e-4,
     ),
 )

@@ -262,6 +262,7 @@ METHODS = (
         full_step=True,
         reference="docs/theory/compressed.md §D5; arXiv 2306.06098",
         roles={"lr": "lr", "rank": "rank"},
+        default_lr=1e-3,
     ),
     Method(
         "ef_ggt",
@@ -273,5 +274,6 @@ METHODS = (
         bits=ggt_bits,
         reference="docs/theory/compressed.md §D5; arXiv 2306.06098",
         roles={"rank": "rank"},
+        default_lr=1e-1,
     ),
 )

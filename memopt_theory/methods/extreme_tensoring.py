@@ -194,5 +194,6 @@ METHODS = (
         metric,
         reference="docs/theory/tensored.md §C2",
         guarantee=GUARANTEE,
+        default_lr=1e-1,
     ),
 )

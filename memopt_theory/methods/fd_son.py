@@ -10,6 +10,15 @@ The step rule is the method's own (η_eff = 1): ``full_step`` methods with ``lr`
 whole step, plus decoupled decay lr·wd·param. No metric (exponent −1, unconstrained only: no regret check).
 State (testbed layout): min(ℓ, N)(N + 1) + 2.
 
+Defaults. FD-SON's A_0 = αI needs α > 0 (Luo et al.'s analysis assumes it; only RFD's α_t grows with the escaped
+mass): at δ = 0 with c_α = 0, α stays 0, the complement gets weight 0 and the sketch's last directions, whose
+s_i after the FD shrink can be arbitrarily small, get 1/s_i — Newton steps on noise (a 20-16-5 MLP went from 0.88 to
+82 in 200 steps at lr 1). RFD0 (δ = 0) has the same problem until the sketch first overflows (α_t = ρ_{1:t}/2 stays
+0 for the first ℓ − 1 gradients): on that MLP it diverged at lr 1, 0.3, 0.03 and 1e−3 and trained only at 0.1 and
+1e−2. Both default to δ = 1 (the top of the testbed's δ grid; RFD0 is δ = 0), with which both trained at every lr
+in 1e−2..1 (loss ratio ≤ 0.02). Both expect lr ≈ 1 (the step is A_t^{−1}g with rows √(1/(lr·√t))·g: a
+Newton-type step whose scale does not need a small lr).
+
 Memory
 ------
 Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): ``fd_son``: min(ℓ, N)(N + 1) + 2 (the official testbed's layout). ``rfd_son``: min(ℓ, N)(N + 1) + 2 (the official testbed's layout).
@@ -59,13 +68,14 @@ State = TestbedState
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """FD-SON: ``ell`` ℓ ≥ 1, ``lr`` > 0 (enters through c_sk), ``delta`` α_0 = δ ≥ 0, ``weight_decay`` ≥ 0."""
+    """FD-SON: ``ell`` ℓ ≥ 1, ``lr`` > 0 (enters through c_sk), ``delta`` α_0 = δ ≥ 0 (default 1; see the module
+    docstring), ``weight_decay`` ≥ 0."""
 
     _WHERE = "fd_son.Config"  # class attribute, not a field: names the method in error messages
 
     ell: int = 8
     lr: float = 1.0
-    delta: float = 0.0
+    delta: float = 1.0
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
@@ -78,7 +88,7 @@ class Config:
 
 @dataclass(frozen=True, kw_only=True)
 class RfdConfig(Config):
-    """RFD-SON: the fields of FD-SON's Config; α_0 = δ (RFD0 at δ = 0), α_t = δ + ρ_{1:t}/2."""
+    """RFD-SON: the fields of FD-SON's Config; α_0 = δ (default 1; RFD0 at δ = 0), α_t = δ + ρ_{1:t}/2."""
 
     _WHERE = "rfd_son.Config"
 
@@ -143,6 +153,7 @@ METHODS = (
         full_step=True,
         reference="Luo et al. 2016 (FD-SON); official Sketchy OCO testbed FD_SON; docs/theory/sketching.md §B7, §B4",
         roles={"lr": "lr", "sketch_size": "ell"},
+        default_lr=1.0,
     ),
     Method(
         "rfd_son",
@@ -154,5 +165,6 @@ METHODS = (
         full_step=True,
         reference="Luo et al. 2019 (RFD-SON, RFD0 at delta=0); official Sketchy OCO testbed RFD_SON; docs/theory/sketching.md §B7",
         roles={"lr": "lr", "sketch_size": "ell"},
+        default_lr=1.0,
     ),
 )

@@ -14,8 +14,10 @@ therefore s = η·c·α·back(N) + η·wd·(W − η·c·α·back(N)), c = √(1
 HF-AdamW without projection and with α = 1 (GaLore's optimizer treats them as plain parameters).
 
 Reduction (tested): if P_0 = I up to signs (G_0 diagonal with decreasing entries) and T_gap exceeds the run,
-rank = min(a, b) ⇒ R = G up to column (row) signs that back() undoes, so GaLore = Adam 'hat' with lr ηα (wd = 0).
-State: P (r·min(a, b)), m, v (r·max(a, b) each), t: 2r·max + r·min + 1 (E.2); vectors 2N + 1. No H-norm metric.
+rank ≥ min(a, b) ⇒ R = G up to column (row) signs that back() undoes, so GaLore = Adam 'hat' with lr ηα (wd = 0).
+The rank used is r = min(``rank``, a, b) (the official projector keeps at most min(a, b) singular vectors), so
+the default rank 128 runs on any layer. State: P (r·min(a, b)), m, v (r·max(a, b) each), t: 2r·max + r·min + 1
+(E.2, with that r); vectors 2N + 1. No H-norm metric.
 
 Memory
 ------
@@ -58,7 +60,7 @@ from memopt_theory.validation import check_int, check_real, numel
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """GaLore: lr η > 0, rank r ≥ 1, update_proj_gap T_gap ≥ 1, scale α > 0, β1, β2 ∈ [0, 1), ε ≥ 0, wd ≥ 0."""
+    """GaLore: lr η > 0, rank ≥ 1 (used as min(rank, a, b)), update_proj_gap T_gap ≥ 1, scale α > 0, β1, β2 ∈ [0, 1), ε ≥ 0, wd ≥ 0."""
 
     lr: float = 1e-3
     rank: int = 128
@@ -89,11 +91,11 @@ class State(NamedTuple):
     shape: Static
 
 
-def _check(shape, config: Config, where: str) -> None:
-    if config.rank > min(shape):
-        raise ValueError(
-            f"{where}: rank must be <= min(a, b) = {min(shape)} for shape {tuple(shape)}; got {config.rank}"
-        )
+def effective_rank(shape, config: Config) -> int:
+    """r = min(``rank``, a, b) for an a×b matrix: like the official GaLore projector, a layer smaller than the
+    configured rank keeps all its directions instead of being refused (a model's small layers must not stop the
+    optimizer)."""
+    return min(config.rank, *shape)
 
 
 def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -> State:
@@ -106,8 +108,7 @@ def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -
 
     if len(shape) != 2:
         return State(None, z(*shape), z(*shape), z(), Static(shape))
-    _check(shape, config, "galore.init")
-    (a, b), r = shape, config.rank
+    (a, b), r = shape, effective_rank(shape, config)
     if a >= b:
         return State(z(r, b), z(a, r), z(a, r), z(), Static(shape))
     return State(z(a, r), z(r, b), z(r, b), z(), Static(shape))
@@ -121,12 +122,13 @@ def update(
     batch = tuple(state.t.shape)
     G = prepare_grad(grad, batch + shape, state.m.dtype, where="galore.update")
     check_param(param, batch + shape, where="galore.update", needed=config.weight_decay > 0)
-    b1, b2, r = config.beta1, config.beta2, config.rank
+    b1, b2 = config.beta1, config.beta2
     P = state.P
     if P is not None:
         tall = shape[0] >= shape[1]
         if float(state.t.reshape(-1)[0]) % config.update_proj_gap == 0:  # every seed advances together
             U, _, Vh = torch.linalg.svd(G, full_matrices=False)
+            r = effective_rank(shape, config)
             P = Vh[..., :r, :] if tall else U[..., :r]
         R = G @ P.transpose(-1, -2) if tall else P.transpose(-1, -2) @ G
         alpha = config.scale
@@ -148,7 +150,7 @@ def update(
 def memory(shape, config: Config) -> int:
     if len(shape) != 2:
         return 2 * numel(shape) + 1
-    r = config.rank
+    r = effective_rank(shape, config)
     return 2 * r * max(shape) + r * min(shape) + 1
 
 
@@ -167,5 +169,6 @@ METHODS = (
         full_step=True,
         reference="docs/theory/compressed.md §D8; arXiv 2403.03507",
         roles={"lr": "lr", "rank": "rank"},
+        default_lr=1e-2,
     ),
 )

@@ -18,6 +18,14 @@ has orthonormal columns spanning the rows of W, and WᵀW = U diag(σ²) Uᵀ (t
 so only the Gram and W m_t (r numbers) are needed. Eigenvalues σ_i² ≤ r·ε_mach·σ_1² of the Gram are round-off
 (§0's pseudo-inverse cutoff applied to the r×r Gram) and are dropped. The caller applies x ← x − ηu_t.
 
+Default β1 = 0 (the paper's Algorithm 1; EFCP's example). With β1 = 0, m_t = g_t is a row of W, so for every
+eigen-direction |U_iᵀg_t| ≤ σ_i (σ_i² = Σ_rows (U_iᵀw)² ≥ (U_iᵀg_t)²) and g_t has no part outside the span:
+|U_iᵀu_t| = |U_iᵀg_t|/(σ_i + ε) < 1, so ‖u_t‖ < √r whatever the gradients' scale, and ηu_t is a trust-region-like
+step (recommended η 1e−1 for an ordinary model; tests/theory/test_method_defaults.py). With β1 > 0 the window of
+raw gradients no longer spans m_t once t > r (m_t remembers gradients that left the window), and that part is
+multiplied by 1/ε = 1e4 at the default ε: the old default β1 = 0.9 (taken from the TF reference, which buffers
+*momenta* so that m_t stays in the span) diverged on a small MLP and on OCO streams.
+
 State: W (rN), m (N, only when β1 > 0), t (1): rN + N + 1 (E.2 lists rN + N + r with stored decay weights;
 here they are folded into W and the ring needs the counter instead). Transient: r×r eigh.
 No H-norm metric: unconstrained only.
@@ -63,10 +71,11 @@ from memopt_theory.validation import check_int, check_real, numel
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """GGT: ``window`` r ≥ 1, β1 ∈ [0, 1), β2 ∈ [0, 1] (window decay), ε > 0 (δ-outside damping)."""
+    """GGT: ``window`` r ≥ 1, β1 ∈ [0, 1) (default 0: see the module docstring), β2 ∈ [0, 1] (window decay),
+    ε > 0 (δ-outside damping)."""
 
     window: int = 10
-    beta1: float = 0.9
+    beta1: float = 0.0
     beta2: float = 1.0
     eps: float = 1e-4
 
@@ -147,5 +156,6 @@ METHODS = (
         memory,
         metric,
         reference="docs/theory/compressed.md §D3; arXiv 1806.02958",
+        default_lr=1e-1,
     ),
 )

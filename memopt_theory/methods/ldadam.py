@@ -25,6 +25,7 @@ Reductions (derived; checked in tests/theory/test_compressed_methods.py):
 
 Tensors that are not matrices take the AdamW path (state m, v, t). The step counter is per tensor, so a
 parameter first receiving a gradient late starts at k = 0 (the official code's global counter crashes there).
+The rank used is r = min(``rank``, n, c), so the default rank 16 runs on any layer (a 5×16 layer keeps rank 5).
 State (matrix, EF on): P (s·r), m, v (r·L each), t, e (N): 2rL + rs + 1 + N (E.2's 2rL + rs + 1 plus the EF
 buffer, which the official code keeps in the gradient buffer and which must persist). No H-norm metric.
 
@@ -69,8 +70,9 @@ from memopt_theory.validation import check_choice, check_int, check_real, numel
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """LDAdam: lr, betas (β1, β2 ∈ [0, 1)), ε ≥ 0, weight_decay ≥ 0, rank r ≥ 1, ρ ∈ [0, 1],
-    ``projection`` ∈ {'power', 'svd', 'identity' (P ≡ I, needs r = min(n, c))}, ``error_feedback``."""
+    """LDAdam: lr, betas (β1, β2 ∈ [0, 1)), ε ≥ 0, weight_decay ≥ 0, rank ≥ 1 (used as r = min(rank, n, c)),
+    ρ ∈ [0, 1], ``projection`` ∈ {'power', 'svd', 'identity' (P ≡ I, needs rank ≥ min(n, c))},
+    ``error_feedback``."""
 
     lr: float = 1e-3
     beta1: float = 0.908
@@ -109,14 +111,16 @@ def _is_matrix(shape) -> bool:
     return len(shape) == 2
 
 
+def effective_rank(shape, config: Config) -> int:
+    """r = min(``rank``, n, c): a matrix smaller than the configured rank keeps all its directions instead of
+    being refused (as the official GaLore projector does; a model's small layers must not stop the optimizer)."""
+    return min(config.rank, *shape)
+
+
 def _check_rank(shape, config: Config, where: str) -> None:
     s = min(shape)
-    if config.rank > s:
-        raise ValueError(
-            f"{where}: rank must be <= min(n, c) = {s} for shape {tuple(shape)}; got {config.rank}"
-        )
-    if config.projection == "identity" and config.rank != s:
-        raise ValueError(f"{where}: projection='identity' needs rank = min(n, c) = {s}; got {config.rank}")
+    if config.projection == "identity" and config.rank < s:
+        raise ValueError(f"{where}: projection='identity' needs rank >= min(n, c) = {s}; got {config.rank}")
 
 
 def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -> State:
@@ -130,7 +134,7 @@ def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -
     if not _is_matrix(shape):
         return State(None, z(*shape), z(*shape), z(), None, Static(shape))
     _check_rank(shape, config, "ldadam.init")
-    s, L, r = min(shape), max(shape), config.rank
+    s, L, r = min(shape), max(shape), effective_rank(shape, config)
     e = z(s, L) if config.error_feedback else None
     return State(z(s, r), z(r, L), z(r, L), z(), e, Static(shape))
 
@@ -149,7 +153,7 @@ def _basis(b: Tensor, P_prev: Tensor, config: Config) -> Tensor:
     if config.projection == "identity":
         return torch.eye(b.shape[-2], dtype=b.dtype, device=b.device).expand(P_prev.shape).clone()
     if config.projection == "svd":
-        return torch.linalg.svd(b, full_matrices=False).U[..., : config.rank]
+        return torch.linalg.svd(b, full_matrices=False).U[..., : P_prev.shape[-1]]
     return torch.linalg.qr(b @ (b.transpose(-1, -2) @ P_prev)).Q
 
 
@@ -162,7 +166,7 @@ def _lowrank(a0: Tensor, state: State, config: Config) -> tuple[Tensor, State]:
         if config.projection == "identity":
             P = torch.eye(a.shape[-2], dtype=a.dtype, device=a.device).expand(state.P.shape).clone()
         else:
-            P = torch.linalg.svd(a, full_matrices=False).U[..., : config.rank]
+            P = torch.linalg.svd(a, full_matrices=False).U[..., : state.P.shape[-1]]
         g_t = P.transpose(-1, -2) @ a
         e = a - P @ g_t
         m_t = torch.zeros_like(state.m)
@@ -212,7 +216,7 @@ def memory(shape, config: Config) -> int:
     N = numel(shape)
     if not _is_matrix(shape):
         return 2 * N + 1
-    s, L, r = min(shape), max(shape), config.rank
+    s, L, r = min(shape), max(shape), effective_rank(shape, config)
     return 2 * r * L + r * s + 1 + (N if config.error_feedback else 0)
 
 
@@ -231,5 +235,6 @@ METHODS = (
         full_step=True,
         reference="docs/theory/compressed.md §D7; arXiv 2410.16103",
         roles={"lr": "lr", "rank": "rank"},
+        default_lr=1e-3,
     ),
 )

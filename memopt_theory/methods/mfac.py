@@ -14,6 +14,18 @@ Cholesky A = CCᵀ, U = diag(C_ii)Cᵀ is the U of the unpivoted LU (unit-lower 
 B_ij = −Σ_{k=j}^{i−1}(D_ki/den_k)B_kj. q is obtained from λ^{−1}Gx by the same forward elimination.
 (Checked against solve(λI + GᵀG/m, x) in tests/theory/test_compressed_methods.py.)
 
+Damping that cannot make the factorisation fail. A ⪰ mI in exact arithmetic, so a failing Cholesky is round-off.
+K is stored in the state's dtype (unit round-off u) from Gg accumulated in float64, so K̃ = K + E with
+|E_ij| ≤ c‖g_i‖‖g_j‖, c = u + n·ε₆₄, hence ‖E‖₂ ≤ ‖E‖_F ≤ c·tr K and λ_min(K̃/λ + mI) ≥ m − c·tr K/λ — negative
+when λ is below the resolution of K (λ = 1e−5 with float32 gradients of a diverging run raised a raw LinAlgError).
+The factorisation uses λ' = max(λ, 4c'·tr K/m) with c' = c + 20m^{3/2}ε₆₄ and runs in float64: then
+λ_min(A) ≥ 3m/4, κ(A) ≤ 4/3 + 1/(3c'), and 20m^{3/2}ε₆₄·κ(A) < 1, the condition under which Cholesky runs to
+completion (Higham, Accuracy and Stability of Numerical Algorithms, Thm 10.7). λ' = λ unless the window's gradient
+energy tr K exceeds λm/(4c') (default λ = 1e−5, m = 1024: ≈ 4e4 for float32 gradients, ≈ 1e7 for float64);
+``effective_damp`` returns it, and F̂ above is then read with λ'.
+Recommended lr 1e−4 (the paper's 1e−3 also trains a small MLP): early in the window F̂ ≈ λ'I + ggᵀ/m, so the
+first step is ≈ m·g/‖g‖², a Newton step of length ≈ m/‖g‖ (lr 1e−2 diverged on a 20-16-5 MLP).
+
 Optimiser (D4): g ← g + wd·w (L2, needs ``param``); window update with g, then u = F̂^{−1}g; EMA momentum
 v = μv + (1−μ)u when μ > 0. The step has no lr or decay mode of its own, so ``full_step`` is False: the caller
 applies w ← w − ηu. State: G (mN), K = GGᵀ, D, B (3m²), den (m), t (ring position): mN + 3m² + m + 1, + N momentum.
@@ -58,7 +70,7 @@ from memopt_theory.methods._common import check_batch, check_param, check_shape,
 from memopt_theory.methods.ggt import ring_slot
 from memopt_theory.validation import check_int, check_real, numel
 
-__all__ = ["Config", "State", "woodbury_setup", "woodbury_coefficients", "replace_row_col"]
+__all__ = ["Config", "State", "effective_damp", "woodbury_setup", "woodbury_coefficients", "replace_row_col"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,21 +115,46 @@ def _elimination(D: Tensor, den: Tensor) -> Tensor:
     return eye + torch.tril((D / den.unsqueeze(-1)).transpose(-1, -2), diagonal=-1)
 
 
-def woodbury_setup(K: Tensor, damp: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(D, B, den) of the dynamic algorithm from the Gram K = GGᵀ (batch + (m, m)) and λ."""
+def effective_damp(K: Tensor, damp: float, n: int) -> Tensor:
+    """λ' = max(λ, 4c·tr K/m), c = u + (n + 20m^{3/2})·ε₆₄ (u: unit round-off of K's dtype, n: gradient length),
+    batch-shaped float64: the smallest damping for which K's round-off cannot make the float64 Cholesky of
+    A = K/λ' + mI fail (module docstring)."""
     m = K.shape[-1]
-    eye = torch.eye(m, dtype=K.dtype, device=K.device)
-    C = torch.linalg.cholesky(K / damp + m * eye)  # A is SPD (≥ mI), so no pivoting is needed
+    c = torch.finfo(K.dtype).eps / 2 + (n + 20 * m**1.5) * torch.finfo(torch.float64).eps
+    tr = torch.diagonal(K, dim1=-2, dim2=-1).to(torch.float64).sum(-1)
+    return (4 * c * tr / m).clamp_min(float(damp))
+
+
+def woodbury_setup(K: Tensor, damp: float | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(D, B, den) of the dynamic algorithm from the Gram K = GGᵀ (batch + (m, m)) and λ (a float or batch-shaped),
+    factored in float64 and returned in K's dtype; a non-finite K or a failed factorisation raises a one-line
+    ValueError naming λ and tr K (``effective_damp`` gives a λ for which it cannot fail)."""
+    m = K.shape[-1]
+    K64 = K.to(torch.float64)
+    lam = torch.as_tensor(damp, dtype=torch.float64, device=K.device)
+    lam = lam.reshape(lam.shape + (1, 1))
+    eye = torch.eye(m, dtype=torch.float64, device=K.device)
+    C, info = torch.linalg.cholesky_ex(K64 / lam + m * eye)  # A is SPD (≥ mI), so no pivoting is needed
+    if not bool(torch.isfinite(K64).all()) or bool((info != 0).any()):
+        tr = float(torch.diagonal(K64, dim1=-2, dim2=-1).sum(-1).max())
+        raise ValueError(
+            f"mfac: the damped window Gram K/damp + m·I (m = {m}) could not be factored: tr K = {tr:.3g} is not "
+            f"finite or too large for damp = {float(torch.as_tensor(damp).min()):.3g} (use a larger damp, or a "
+            "smaller lr if the gradients are blowing up)"
+        )
     U = torch.diagonal(C, dim1=-2, dim2=-1).unsqueeze(-1) * C.transpose(-1, -2)
     D = torch.triu(U) - m * eye
     den = m + torch.diagonal(D, dim1=-2, dim2=-1)
     E = _elimination(D, den)
-    B = torch.linalg.solve_triangular(E, (1.0 / damp) * eye.expand_as(E), upper=False, unitriangular=True)
-    return D, B, den
+    B = torch.linalg.solve_triangular(E, eye.expand_as(E) / lam, upper=False, unitriangular=True)
+    return D.to(K.dtype), B.to(K.dtype), den.to(K.dtype)
 
 
-def woodbury_coefficients(Gx: Tensor, D: Tensor, B: Tensor, den: Tensor, damp: float) -> Tensor:
-    """c with F̂^{−1}x = λ^{−1}x − Gᵀc, from Gx (batch + (m,)) and the setup (q_i = g_iᵀH_{i−1}x, c = (q/den)ᵀB)."""
+def woodbury_coefficients(Gx: Tensor, D: Tensor, B: Tensor, den: Tensor, damp: float | Tensor) -> Tensor:
+    """c with F̂^{−1}x = λ^{−1}x − Gᵀc, from Gx (batch + (m,)) and the setup (q_i = g_iᵀH_{i−1}x, c = (q/den)ᵀB);
+    λ a float or batch-shaped."""
+    if isinstance(damp, Tensor):
+        damp = damp.to(Gx.dtype).unsqueeze(-1)
     q0 = (Gx / damp).unsqueeze(-1)
     q = torch.linalg.solve_triangular(_elimination(D, den), q0, upper=False, unitriangular=True).squeeze(-1)
     return ((q / den).unsqueeze(-2) @ B).squeeze(-2)
@@ -162,11 +199,14 @@ def update(
     g = g.reshape(*batch, -1)
     oh = ring_slot(state.t, config.window)
     G = state.G * (1 - oh.unsqueeze(-1)) + oh.unsqueeze(-1) * g.unsqueeze(-2)
-    Gg = (G @ g.unsqueeze(-1)).squeeze(-1)
+    Gg = (G.to(torch.float64) @ g.to(torch.float64).unsqueeze(-1)).squeeze(-1).to(G.dtype)  # |E_ij| ≤ u|K_ij|
     K = replace_row_col(state.K, oh, Gg)
-    D, B, den = woodbury_setup(K, config.damp)
-    c = woodbury_coefficients(Gg, D, B, den, config.damp)
-    u = g / config.damp - (c.unsqueeze(-2) @ G).squeeze(-2)
+    lam = effective_damp(
+        K, config.damp, g.shape[-1]
+    )  # = λ unless K's round-off could make the factorisation fail
+    D, B, den = woodbury_setup(K, lam)
+    c = woodbury_coefficients(Gg, D, B, den, lam)
+    u = g / lam.to(g.dtype).unsqueeze(-1) - (c.unsqueeze(-2) @ G).squeeze(-2)
     v = state.v
     if v is not None:
         v = config.momentum * v + (1 - config.momentum) * u
@@ -193,5 +233,6 @@ METHODS = (
         memory,
         metric,
         reference="docs/theory/compressed.md §D4; arXiv 2107.03356",
+        default_lr=1e-4,
     ),
 )

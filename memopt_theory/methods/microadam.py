@@ -201,5 +201,6 @@ METHODS = (
         full_step=True,
         reference="docs/theory/compressed.md §D8; arXiv 2405.15593",
         roles={"lr": "lr"},
+        default_lr=1e-2,
     ),
 )

@@ -143,5 +143,6 @@ METHODS = (
         metric,
         reference="docs/theory/baselines.md §A1",
         guarantee=GUARANTEE,
+        default_lr=3e-1,
     ),
 )

@@ -134,6 +134,7 @@ METHODS = (
         metric,
         reference="Feinberg et al. 2023 (Sketchy), Alg. 2; docs/theory/sketching.md §B3",
         guarantee=GUARANTEE,
+        default_lr=1e-1,
         roles={"sketch_size": "ell"},
     ),
 )

@@ -15,6 +15,12 @@ order p (shape (n_1, …, n_p); a matrix: L for mode 1, R for mode 2), per mode 
 c = ε + ρ, (H̃)^{−e} = U diag((s + c)^{−e} − c^{−e}) Uᵀ + c^{−e} I is applied in O(n k) per column, never as an
 n×n matrix (only ``metric`` builds the dense factors). Oracle: ℓ ≥ n_i for every mode ⇒ H̃^i_t equals
 Shampoo's H^i_t (ℓ > n: exact sketch; ℓ = n: Ḡ + ρI = G exactly, §B2) ⇒ identical to ``shampoo``.
+Official DL configuration (google-research/precondition tearfree ``sketchy``, rank k ⇒ ℓ = k + 1): its escaped
+mass decays by √β2 (``tail_decay="sqrt_beta2"``; H̄ itself decays by β2 in both) and its ε is relative,
+ε·(λ₁(H̄^i_t) + ρ^i_{1:t}) per factor (``relative_eps=True``); with both, and ε = ``epsilon``, the update is
+tearfree's (tests/theory/test_method_defaults.py re-derives it in float64). Tearfree gives the complement of the
+sketch weight 0 while its tail is exactly 0; memopt gives it (ε + 0)^{−1/(2p)}, but then every mode fibre of the
+gradient lies in the sketch's span, so the step is the same. Theorem 5 needs β2 = 1 and absolute ε.
 State: one FD sketch per mode, Σ_i (min(ℓ−1, n_i)(n_i + 1) + 1) scalars.
 
 Memory
@@ -58,23 +64,31 @@ from memopt_theory.methods._common import check_batch, check_param, check_shape,
 from memopt_theory.metric import Kronecker
 from memopt_theory.sketches import FDState, fd_init, fd_update
 from memopt_theory.tensoring import mode_product, unfold
-from memopt_theory.validation import check_int, check_real
+from memopt_theory.validation import check_choice, check_int, check_real
 
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """S-Shampoo: ``ell`` ℓ ≥ 1 (paper sketch size; min(ℓ−1, n_i) directions kept per mode), ``eps`` ε ≥ 0,
-    ``beta2`` β2 ∈ (0, 1] (1: sums, Theorem 5; < 1: EW-FD per factor, no guarantee)."""
+    """S-Shampoo: ``ell`` ℓ ≥ 1 (paper sketch size; min(ℓ−1, n_i) directions kept per mode; default 8 as the
+    other sketched methods), ``eps`` ε ≥ 0,
+    ``beta2`` β2 ∈ (0, 1] (1: sums, Theorem 5; < 1: EW-FD per factor, no guarantee), ``tail_decay`` "beta2"
+    (ρ_{1:t} = β2ρ_{1:t−1} + ρ_t, the paper's Observation 6) or "sqrt_beta2" (√β2, the official tearfree code),
+    ``relative_eps`` (False: ε absolute; True: ε·(λ₁(H̄) + ρ_{1:t}) per factor, tearfree's default)."""
 
-    ell: int
+    ell: int = 8
     eps: float = 0.0
     beta2: float = 1.0
+    tail_decay: str = "beta2"
+    relative_eps: bool = False
 
     def __post_init__(self) -> None:
         w = "s_shampoo.Config"
         check_int(self.ell, "ell", where=w, low=1)
         check_real(self.eps, "eps", where=w, low=0.0)
         check_real(self.beta2, "beta2", where=w, low=0.0, high=1.0, low_open=True)
+        check_choice(self.tail_decay, "tail_decay", ("beta2", "sqrt_beta2"), where=w)
+        if not isinstance(self.relative_eps, bool):
+            raise TypeError(f"{w}: relative_eps must be a bool; got {self.relative_eps!r}")
 
 
 class State(NamedTuple):
@@ -90,9 +104,20 @@ def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -
     return State(sketches=sk, shape=Static(shape))
 
 
-def _powers(sk: FDState, eps: float, power: float) -> tuple[Tensor, Tensor]:
-    """(a, f_c) with (H̃)^{power} = U diag(a) Uᵀ + f_c I, H̃ = U diag(s) Uᵀ + cI, c = ε + ρ_{1:t}; for power < 0
-    eigenvalues ≤ τ·λ_max(H̃) (τ = n·ε_mach of the state dtype) count as 0 (pseudo-inverse, §0)."""
+def _eps(sk: FDState, config: Config) -> Tensor:
+    """The ε added to the factor, batch-shaped: ε, or ε·(λ₁(H̄) + ρ_{1:t}) with ``relative_eps``."""
+    rho = sk.rho.to(torch.float64)
+    if not config.relative_eps:
+        return torch.full_like(rho, config.eps)
+    s = sk.s.to(torch.float64).clamp_min(0)
+    top = s.amax(dim=-1) if s.shape[-1] else torch.zeros_like(rho)
+    return config.eps * (top + rho)
+
+
+def _powers(sk: FDState, eps: Tensor, power: float) -> tuple[Tensor, Tensor]:
+    """(a, f_c) with (H̃)^{power} = U diag(a) Uᵀ + f_c I, H̃ = U diag(s) Uᵀ + cI, c = ε + ρ_{1:t} (ε batch-shaped,
+    from ``_eps``); for power < 0 eigenvalues ≤ τ·λ_max(H̃) (τ = n·ε_mach of the state dtype) count as 0
+    (pseudo-inverse, §0)."""
     s = sk.s.to(torch.float64).clamp_min(0)
     c = (sk.rho.to(torch.float64) + eps).unsqueeze(-1)  # B + (1,)
     on, off = s + c, c
@@ -116,6 +141,14 @@ def _apply_mode(X: Tensor, sk: FDState, a: Tensor, f_c: Tensor, i: int, p: int) 
     return Y + f_c.reshape(*f_c.shape, *([1] * p)) * X
 
 
+def _absorb(sk: FDState, F: Tensor, config: Config) -> FDState:
+    """FD-update(β2·H̄, FFᵀ) with the escaped mass decayed by β2 (``fd_update``) or by √β2 (tearfree)."""
+    new, rho_t = fd_update(sk, F, config.ell, beta=config.beta2)
+    if config.tail_decay == "sqrt_beta2" and config.beta2 < 1:
+        new = new._replace(rho=config.beta2**0.5 * sk.rho + rho_t.to(sk.rho.dtype))
+    return new
+
+
 def update(
     grad: Tensor, state: State, config: Config, *, param: Tensor | None = None
 ) -> tuple[Tensor, State]:
@@ -126,12 +159,10 @@ def update(
     full = tuple(U0.shape[:-2]) + shape
     g = prepare_grad(grad, full, U0.dtype, where="s_shampoo.update")
     check_param(param, full, where="s_shampoo.update", needed=False)
-    sk = tuple(
-        fd_update(s, unfold(g, i, p), config.ell, beta=config.beta2)[0] for i, s in enumerate(state.sketches)
-    )
+    sk = tuple(_absorb(s, unfold(g, i, p), config) for i, s in enumerate(state.sketches))
     u = g.to(torch.float64)
     for i, s in enumerate(sk):
-        a, f_c = _powers(s, config.eps, -1.0 / (2 * p))
+        a, f_c = _powers(s, _eps(s, config), -1.0 / (2 * p))
         u = _apply_mode(u, s, a, f_c, i, p)
     return u.to(grad.dtype), State(sketches=sk, shape=state.shape)
 
@@ -145,7 +176,7 @@ def factors(state: State, config: Config, power: float) -> tuple[Tensor, ...]:
     """Dense (H̃^i_t)^{power}, each batch + (n_i, n_i) in float64 (metric, tests, bound checks)."""
     out = []
     for sk in state.sketches:
-        a, f_c = _powers(sk, config.eps, power)
+        a, f_c = _powers(sk, _eps(sk, config), power)
         U = sk.U.to(torch.float64)
         n = U.shape[-2]
         eye = torch.eye(n, dtype=torch.float64, device=U.device)
@@ -172,6 +203,8 @@ def _bound(q: BoundInputs) -> Tensor:
 def _applies(config: Config, setting: Setting) -> str | None:
     if config.beta2 != 1.0:
         return f"beta2 = {config.beta2}: exponentially weighted FD factors have no guarantee (beta2 = 1)"
+    if config.relative_eps:
+        return "relative_eps: ε·(λ₁ + ρ) moves with t, so H̃_t need not grow monotonically as Theorem 5 needs"
     return None
 
 
@@ -197,6 +230,7 @@ METHODS = (
         metric,
         reference="docs/theory/sketching.md §B5; Sketchy Alg. 3",
         guarantee=GUARANTEE,
+        default_lr=1e-1,
         roles={"sketch_size": "ell"},
     ),
 )

@@ -177,5 +177,6 @@ METHODS = (
         metric,
         reference="docs/theory/tensored.md §C1",
         guarantee=GUARANTEE,
+        default_lr=1e-1,
     ),
 )

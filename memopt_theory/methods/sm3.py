@@ -12,8 +12,11 @@ SM3-I [reconstructed]:  μ_t(r) = μ_{t−1}(r) + max_{j∈S_r} g_t(j)²,  ν_t(
                         u_t(i) = g_t(i)/√ν_t(i);  H_t = diag(√ν_t).
 SM3-II [code-verified]: ν'_t(i) = min_{r∋i} μ'_{t−1}(r) + g_t(i)²,  u_t(i) = g_t(i)/√ν'_t(i),
                         μ'_t(r) = max_{j∈S_r} ν'_t(j).
-0/0 := 0 (a coordinate with ν = 0 has had only zero gradients). Optional heavy-ball ``momentum`` β:
-m_t = βm_{t−1} + u_t, direction m_t (no guarantee for β > 0; + N scalars).
+0/0 := 0 (a coordinate with ν = 0 has had only zero gradients). Optional ``momentum`` β, direction m_t (no
+guarantee for β > 0; + N scalars), in one of two forms (``momentum_form``):
+"average" (default) m_t = βm_{t−1} + (1−β)u_t — the authors' code (google-research/precondition ``sm3.py``), optax
+``scale_by_sm3`` and pytorch-optimizer's ``SM3`` all average; "heavy_ball" m_t = βm_{t−1} + u_t, which is the
+average times 1/(1−β) in the limit (10× at β = 0.9), so it needs a (1−β)-times smaller learning rate.
 
 Metric: SM3-I diag(√ν_t), computed from μ_t. SM3-II steps with ν'_t, which the state does not hold (only μ'_t
 with max_{j∈S_r}ν'_t(j) = μ'_t(r), not ν'_t itself), so it has no metric: unconstrained runs only. Both
@@ -64,11 +67,13 @@ from memopt_theory.validation import check_choice, check_real, numel
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """SM3: ``variant`` "II" (code-verified, default) or "I"; ``cover`` "slices" | "singletons" | "all";
-    ``momentum`` β ∈ [0, 1) (0: none); ``eps`` ε ≥ 0 added to ν before the root (μ_0 = 0)."""
+    ``momentum`` β ∈ [0, 1) (0: none); ``momentum_form`` "average" (m = βm + (1−β)u, the authors' form, default)
+    or "heavy_ball" (m = βm + u); ``eps`` ε ≥ 0 added to ν before the root (μ_0 = 0)."""
 
     variant: str = "II"
     cover: str = "slices"
     momentum: float = 0.0
+    momentum_form: str = "average"
     eps: float = 0.0
 
     def __post_init__(self) -> None:
@@ -76,6 +81,7 @@ class Config:
         check_choice(self.variant, "variant", ("I", "II"), where=w)
         check_choice(self.cover, "cover", ("slices", "singletons", "all"), where=w)
         check_real(self.momentum, "momentum", where=w, low=0.0, high=1.0, high_open=True)
+        check_choice(self.momentum_form, "momentum_form", ("average", "heavy_ball"), where=w)
         check_real(self.eps, "eps", where=w, low=0.0)
 
 
@@ -160,7 +166,8 @@ def update(
     u = _inv_sqrt_times(g, nu, config.eps)
     m = None
     if state.m is not None:
-        m = config.momentum * state.m + u
+        b = config.momentum
+        m = b * state.m + (u if config.momentum_form == "heavy_ball" else (1 - b) * u)
         u = m
     return u.to(grad.dtype), State(mu=mu, m=m, shape=state.shape)
 
@@ -221,5 +228,6 @@ METHODS = (
         metric,
         reference="docs/theory/tensored.md §C4",
         guarantee=GUARANTEE,
+        default_lr=1e-1,
     ),
 )

@@ -202,5 +202,6 @@ METHODS = (
         full_step=True,
         reference="docs/theory/compressed.md §D6; arXiv 2412.08894",
         roles={"lr": "lr"},
+        default_lr=1e-3,
     ),
 )

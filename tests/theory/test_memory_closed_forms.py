@@ -16,6 +16,10 @@ paper's sketch size; k = max(1, ⌊density·N⌋). Deliberate deviations from th
   moments, N (+N with momentum) + 1.
 - Extreme Tensoring: Σ d_i over the method's own mode sizes (the table's "Σ d_i of the reshape"; the sizes
   come from ``mode_sizes``, which tests/theory/test_tensored_methods.py derives by hand).
+- galore / ldadam: the rank used is r = min(rank, m, n), as the official GaLore projector keeps at most min(m, n)
+  singular vectors (so the default rank runs on small layers).
+- adagrad_full with solver="incremental": besides S (N²), the last eigenbasis Q (N²), Λ (N), the gradients since it
+  Z (N·refresh), the bordered inverses C_j^{−1} (nodes·refresh²), the nodes (2·nodes) and 5 bookkeeping scalars.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ def table(name: str, shape: tuple[int, ...], c) -> int:
     if name == "adagrad_diag":
         return N
     if name == "adagrad_full":
+        if (
+            c.solver == "incremental"
+        ):  # deviation: S and Q (N² each), Λ, Z (N·refresh), C_j^{−1}, nodes, 5 scalars
+            return 2 * N * N + N + N * c.refresh + c.nodes * c.refresh**2 + 2 * c.nodes + 5
         return N * N
     if name == "adam":
         return 2 * N + 1
@@ -99,12 +107,16 @@ def table(name: str, shape: tuple[int, ...], c) -> int:
     if name == "ldadam":
         if len(shape) != 2:
             return 2 * N + 1
-        r = c.rank
+        r = min(
+            c.rank, *shape
+        )  # deviation: the rank used is min(rank, dims), as the official GaLore projector
         return 2 * r * max(shape) + r * min(shape) + 1 + (N if c.error_feedback else 0)
     if name == "galore":
         if len(shape) != 2:
             return 2 * N + 1
-        r = c.rank
+        r = min(
+            c.rank, *shape
+        )  # deviation: the rank used is min(rank, dims), as the official GaLore projector
         return 2 * r * max(shape) + r * min(shape) + 1
     if name == "microadam":
         B = min(c.topk_block, N)

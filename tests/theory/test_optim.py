@@ -307,7 +307,9 @@ def test_bad_options_are_refused():
         make_optimizer("adamw", p)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match=r"rank must be <= min\(n, c\) = 3"):
-            opt = make_optimizer("ldadam", [torch.nn.Parameter(torch.ones(3, 8))], rank=4)
+        with pytest.raises(ValueError, match=r"projection='identity' needs rank >= min\(n, c\) = 3"):
+            opt = make_optimizer(
+                "ldadam", [torch.nn.Parameter(torch.ones(3, 8))], rank=2, projection="identity"
+            )
             opt.param_groups[0]["params"][0].grad = torch.ones(3, 8)
             opt.step()

@@ -22,8 +22,11 @@ def test_memory_1024_closed_form_equals_counted_for_every_method(capsys):
     assert main(["memory", "--shape", "1024"]) == 0
     rows = _rows(capsys.readouterr().out)
     assert sorted(rows) == methods.names()
-    for cols in rows.values():
-        assert cols[1] == cols[2] and cols[3] == cols[4] and cols[-1] == "yes", cols
+    for name, cols in rows.items():
+        # method, model scalars, counted, model bits, counted bits, fp32 bytes, ℓ/rank, agree, rec. lr
+        assert cols[1] == cols[2] and cols[3] == cols[4] and cols[7] == "yes", cols
+        lr = methods.get(name).default_lr  # the recommended-lr column shows Method.default_lr
+        assert cols[8] == ("relative" if lr is None else f"{lr:g}"), cols
 
 
 def test_memory_ell_and_lr_apply_to_every_method_that_has_them(capsys):
