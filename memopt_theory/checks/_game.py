@@ -31,9 +31,15 @@ from torch import Tensor
 from memopt_theory import methods
 from memopt_theory.verify import Measurement
 
-__all__ = ["play", "best_comparator", "measure", "late_checkpoints", "THRESHOLD"]
+__all__ = ["play", "best_comparator", "measure", "late_checkpoints", "adversary_horizon", "THRESHOLD"]
 
 THRESHOLD = -0.7  # the adversary's threshold, in units of η
+
+
+def adversary_horizon(seed: int, fast: bool) -> int:
+    """T of the adversary's instance: 200 (fast); else 1000 for seed ≡ 0 (mod 20), 300 for the other seeds
+    ≡ 0 (mod 4) (the game is deterministic, so its copies differ only by T)."""
+    return 200 if fast else (1000 if seed % 20 == 0 else 300)
 
 
 def late_checkpoints(T: int, n: int = 10) -> list[int]:

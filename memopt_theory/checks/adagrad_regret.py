@@ -7,7 +7,7 @@ that x*, and each instance reports the comparator of largest ratio measured/boun
 bound; the pair returned is the worst over checkpoints t ≥ t₀ = T/10, with the pair at T.
 
 Instances: seed ≡ 0 (mod 4) is the tightness construction, the threshold ±G adversary of _game.py along one
-direction (T = 1000, 200 fast, η = 1: the game is scale-free in η), which reaches ≈ 0.85 of these bounds; other
+direction (T = 1000 for seed 0 mod 20, else 300; 200 fast; η = 1: the game is scale-free in η), which reaches ≈ 0.85 of these bounds; other
 seeds are closed-loop logistic streams (gradients depend on the iterates) with η drawn in [0.2, 2].
 """
 
@@ -20,7 +20,7 @@ from memopt_theory import methods
 from memopt_theory.bounds.adagrad import adagrad_diag_regret_bound, adagrad_full_regret_bound
 from memopt_theory.bounds.quantities import adaptive_coefficient, trace_sqrt
 from memopt_theory.bounds.sketchy import s_adagrad_regret_bound
-from memopt_theory.checks._game import late_checkpoints, measure, play
+from memopt_theory.checks._game import adversary_horizon, late_checkpoints, measure, play
 from memopt_theory.sketches import sketchy_covariance
 from memopt_theory.verify import Check, Measurement
 
@@ -39,7 +39,7 @@ def _play(name: str, config, seed: int, fast: bool, *, diagonal: bool = False):
     """(X, G, η, states at the checkpoints, checkpoints) of ``name`` on this seed's instance (module docstring)."""
     d = 8 if fast else 20
     if seed % 4 == 0:
-        T = 200 if fast else 1000
+        T = adversary_horizon(seed, fast)
         ck = late_checkpoints(T)
         if diagonal:
             v = torch.zeros(d, dtype=torch.float64)

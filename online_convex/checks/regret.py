@@ -5,7 +5,7 @@ it assumes, projection in the H_t-norm, D = diam K. The pair returned is the lar
 checkpoints t ≥ t₀ = T/10 (the ratio at t = 1 reflects one step, not the √T rate), together with the pair at T.
 
 Instances: seed ≡ 0 (mod 4) is the theorem's tightness construction, the adaptive ±G adversary of
-online_convex/adversary.py (T = 1000, 200 in fast mode); it reaches ≈ 0.66 of OGD's bound and ≈ 0.52–0.59
+online_convex/adversary.py (T = 1000 for seed ≡ 0 mod 20, else 300; 200 in fast mode); it reaches ≈ 0.66 of OGD's bound and ≈ 0.52–0.59
 of the AdaGrad-type bounds, so a bound off by a factor 2 fails.
 
 Each check draws a random instance from its seed: a stream (synthetic with a chosen spectrum, adversarial
@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from memopt_theory import methods
+from memopt_theory.checks._game import adversary_horizon
 from memopt_theory.verify import Check, Measurement
 from online_convex import simulate
 from online_convex.adversary import oscillating_stream
@@ -108,11 +109,11 @@ def worst_pair(
 
 
 def adversary_instance(
-    method: str, fast: bool, config=None, *, domain: str = "l2_ball"
+    method: str, fast: bool, config=None, *, domain: str = "l2_ball", seed: int = 0
 ) -> simulate.RegretTrace:
     """``method`` at its theory step against the adaptive ±G adversary (online_convex/adversary.py): d = 3,
-    gradients along e_1, K the unit ℓ2 ball (or the box [−1, 1]^3), T = 1000 (200 fast), every seed identical."""
-    T, d = (200 if fast else 1000), 3
+    gradients along e_1, K the unit ℓ2 ball (or the box [−1, 1]^3), T from memopt_theory.checks._game.adversary_horizon, every seed identical."""
+    T, d = adversary_horizon(seed, fast), 3
     dom = (
         make_domain("box", (d,), lo=-1.0, hi=1.0)
         if domain == "box"
@@ -144,7 +145,7 @@ def _check(method: str, config_fn=None):
         if seed % 4 == 0:
             config = methods.get("s_adagrad").Config(ell=2) if method == "s_adagrad" else None
             dom = "box" if method == "adagrad_diag" and seed % 8 == 4 else "l2_ball"
-            return worst_pair(adversary_instance(method, fast, config, domain=dom))
+            return worst_pair(adversary_instance(method, fast, config, domain=dom, seed=seed))
         kw = _draw(seed, fast, method)
         config = config_fn(kw) if config_fn is not None else None
         return worst_pair(regret_instance(method, config=config, **kw))

@@ -17,7 +17,7 @@ learner's own states, recorded by :class:`RecordingLearner` as the simulator ste
 Seed ≡ 0 (mod 4) is the theorems' tightness construction instead: the adaptive ±G adversary of
 online_convex/adversary.py on a 3×4 matrix, gradients along one rank-one direction (Shampoo, S-Shampoo with ℓ = 2,
 ε = 0, η = D/√2 since the stream is rank one by construction) or one coordinate (Extreme Tensoring, SM3-I, ε = 0,
-η = D_∞/√2), T = 1000 (200 fast). On it every factor reduces to the one-dimensional AdaGrad game, which the
+η = D_∞/√2), T = 1000 for seed ≡ 0 (mod 20), else 300 (200 fast). On it every factor reduces to the one-dimensional AdaGrad game, which the
 adversary drives to ≈ 0.52–0.59 of the bound.
 """
 
@@ -37,6 +37,7 @@ from memopt_theory.bounds.tensored import (
     shampoo_regret_bound,
     sm3_regret_bound,
 )
+from memopt_theory.checks._game import adversary_horizon
 from memopt_theory.methods import sm3 as sm3_mod
 from memopt_theory.tensoring import mode_gram, unfold
 from memopt_theory.verify import Check, Measurement
@@ -138,9 +139,9 @@ def _default_config(method: str, rng: np.random.Generator, shape: tuple[int, int
     return methods.get("sm3").Config(variant="I", cover=str(rng.choice(["slices", "singletons", "all"])))
 
 
-def adversary_instance(method: str, fast: bool):
+def adversary_instance(method: str, fast: bool, seed: int = 0):
     """``method`` against the adaptive ±G adversary on a 3×4 matrix; returns (trace, bound (n_ckpt, 1))."""
-    shape, T = (3, 4), (200 if fast else 1000)
+    shape, T = (3, 4), adversary_horizon(seed, fast)
     diagonal = method in ("extreme_tensoring", "sm3")
     if diagonal:
         v = torch.zeros(shape, dtype=torch.float64)
@@ -173,7 +174,7 @@ def _worst(trace, bound: np.ndarray) -> Measurement:
 
 
 def _instance(method: str, seed: int, fast: bool):
-    return adversary_instance(method, fast) if seed % 4 == 0 else tensored_instance(method, seed, fast)
+    return adversary_instance(method, fast, seed) if seed % 4 == 0 else tensored_instance(method, seed, fast)
 
 
 def shampoo_oco(seed: int, fast: bool) -> tuple[float, float]:
