@@ -100,7 +100,7 @@ def ggt_full_window_regret(seed: int, fast: bool) -> Measurement:
     R^lin ≤ (D²/2η)tr H_T + (η/2)Σ_t g_tᵀH_t^{−1}g_t, and H_t ⪰ G_t^{1/2} with L2 gives Σ_t g_tᵀH_t^{−1}g_t ≤
     2 tr G_T^{1/2}; tr H_T = tr G_T^{1/2} + dε. Unconstrained linear game of memopt_theory/checks/_game.py against
     the comparator of largest ratio found by search, D = max_{t≤T} ‖x_t − x*‖; worst over t ≥ T/10, and at T.
-    Seed ≡ 0 (mod 4): the threshold ±G adversary along one direction (ε = 10⁻⁶, η = 1, T = 300, 200 fast; ≈ 0.86
+    Seed ≡ 0 (mod 4): the threshold ±G adversary along one direction (ε = 10⁻⁶, η = 1, T = 200; ≈ 0.86
     of the bound); other seeds: biased Gaussian gradients, η log-uniform in [0.05, 5].
     """
     gen = _gen(seed)
@@ -112,7 +112,7 @@ def ggt_full_window_regret(seed: int, fast: bool) -> Measurement:
     g = 0.3 * bias + torch.randn((T, d), generator=gen, dtype=torch.float64)
     v = None
     if seed % 4 == 0:
-        T, eps, eta, g = (200 if fast else 300), 1e-6, 1.0, None  # GGT's window is T: O(T³) per step
+        T, eps, eta, g = 200, 1e-6, 1.0, None  # GGT's window is T: its step costs O(T³)
         v = bias / bias.norm()
     m = methods.get("ggt")
     cfg = m.Config(window=T, beta1=0.0, beta2=1.0, eps=eps)

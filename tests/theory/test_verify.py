@@ -70,6 +70,7 @@ def test_a_halved_bound_turns_verify_red(monkeypatch, module, name):
     assert _first_failure() is not None, f"bounds.{module}.{name} halved: every check still holds"
 
 
+@pytest.mark.slow
 def test_every_regret_check_is_at_least_half_tight():
     """The issue's target: each regret theorem's best-found ratio (fast instances, t ≥ T/10) is ≥ 0.5, and its
     ratio at T too — the margin that makes a bound halved in code fail. The adaptive ±G adversary gives ≈ 0.64
