@@ -18,7 +18,7 @@ Seed ≡ 0 (mod 4) is the theorems' tightness construction instead: the adaptive
 online_convex/adversary.py on a 3×4 matrix, gradients along one rank-one direction (Shampoo, S-Shampoo with ℓ = 2,
 ε = 0, η = D/√2 since the stream is rank one by construction) or one coordinate (Extreme Tensoring, SM3-I, ε = 0,
 η = D_∞/√2), T = 1000 for seed ≡ 0 (mod 20), else 300 (200 fast). On it every factor reduces to the one-dimensional AdaGrad game, which the
-adversary drives to ≈ 0.52–0.59 of the bound.
+adversary drives to ≈ 0.52 (at T) to 0.62 (worst t ≥ T/10) of the bound.
 """
 
 from __future__ import annotations
