@@ -5,8 +5,9 @@ it assumes, projection in the H_t-norm, D = diam K. The pair returned is the lar
 checkpoints t ≥ t₀ = T/10 (the ratio at t = 1 reflects one step, not the √T rate), together with the pair at T.
 
 Instances: seed ≡ 0 (mod 4) is the theorem's tightness construction, the adaptive ±G adversary of
-online_convex/adversary.py (T = 1000 for seed ≡ 0 mod 20, else 300; 200 in fast mode); it reaches ≈ 0.66 of OGD's bound and ≈ 0.52–0.59
-of the AdaGrad-type bounds, so a bound off by a factor 2 fails.
+online_convex/adversary.py (T = 1000 for seed ≡ 0 mod 20, else 300; 200 in fast mode); it reaches ≈ 0.66 of
+OGD's bound and ≈ 0.52 (at T) to 0.62 (worst t ≥ T/10) of the AdaGrad-type bounds, so a bound off by a factor 2
+fails.
 
 Each check draws a random instance from its seed: a stream (synthetic with a chosen spectrum, adversarial
 signs, Sketchy's Observation 2, or a real scikit-learn data set), a loss (linear, logistic, hinge, least
