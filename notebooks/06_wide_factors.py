@@ -50,7 +50,8 @@ from spectra.sketched import sketch_decomposition
 from spectra.snapshots import decompose, ritz_error_bound
 
 FAST = os.environ.get("MEMOPT_FAST") == "1"
-FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "docs/figures"))
+# fast (smoke) figures never land on the committed full-mode ones in docs/figures
+FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "build/figures-fast" if FAST else "docs/figures"))
 FIG_DIR.mkdir(parents=True, exist_ok=True)
 torch.set_num_threads(int(os.environ.get("MEMOPT_THREADS", "2")))
 pd.set_option("display.width", 160)

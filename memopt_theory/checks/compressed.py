@@ -12,8 +12,9 @@ import math
 import torch
 
 from memopt_theory import methods
-from memopt_theory.compressors import ErrorFeedback, TopK
-from memopt_theory.verify import Check
+from memopt_theory.checks._game import late_checkpoints, measure, play
+from memopt_theory.compressors import ErrorFeedback, LowRank, TopK
+from memopt_theory.verify import Check, Measurement
 
 __all__ = ["CHECKS"]
 
@@ -50,14 +51,20 @@ def truncated_svd_contraction(seed: int, fast: bool) -> tuple[float, float]:
     """The rank-r truncated SVD is r/min(a, b)-contractive (§D1): ‖M − M_r‖_F² ≤ (1 − r/min(a, b))‖M‖_F², as the
     r largest of the min(a, b) squared singular values carry at least their average share.
 
-    Returns (‖M − M_r‖_F², (1 − r/min(a, b))‖M‖_F²); M_r from torch.linalg.svd.
+    Runs memopt's rank-r compressor (memopt_theory.compressors.LowRank: warm-started power iteration, which
+    converges to M_r on a fixed M) 40 times on the same heavy-tailed M and returns (‖M − C(M)‖_F² of its last
+    output, (1 − r/min(a, b))‖M‖_F²). A compressor that does not converge to the top-r subspace, or keeps too
+    little of M, exceeds the bound when the spectrum is flat enough.
     """
     gen = _gen(seed)
     a, b = (int(torch.randint(2, 12 if fast else 60, (1,), generator=gen)) for _ in range(2))
     r = int(torch.randint(1, min(a, b), (1,), generator=gen))
     M = _heavy((a, b), gen)
-    s = torch.linalg.svdvals(M)
-    return float((s[r:] ** 2).sum()), (1 - r / min(a, b)) * float((s**2).sum()) * (1 + 1e-12)
+    comp = LowRank(rank=r, seed=seed)
+    st = comp.init((a, b))
+    for _ in range(40):
+        C, _, st = comp.compress(M, st)
+    return float(((M - C) ** 2).sum()), (1 - r / min(a, b)) * float((M**2).sum()) * (1 + 1e-12)
 
 
 def error_feedback_bound(seed: int, fast: bool) -> tuple[float, float]:
@@ -85,15 +92,16 @@ def error_feedback_bound(seed: int, fast: bool) -> tuple[float, float]:
     return worst, q * G / (1 - q)
 
 
-def ggt_full_window_regret(seed: int, fast: bool) -> tuple[float, float]:
+def ggt_full_window_regret(seed: int, fast: bool) -> Measurement:
     """GGT with r ≥ T, β2 = 1, β1 = 0 is full-matrix AdaGrad δ-outside with δ = ε (§D3), so A3 applies:
     R^lin_T(x*) ≤ (D²/2η)(tr G_T^{1/2} + dε) + η·tr G_T^{1/2} for any fixed η > 0 and x*.
 
     Derivation: H_t = εI + G_t^{1/2} is non-decreasing (Löwner–Heinz) and u_t = H_t^{−1}g_t; L1 on K = R^d gives
     R^lin ≤ (D²/2η)tr H_T + (η/2)Σ_t g_tᵀH_t^{−1}g_t, and H_t ⪰ G_t^{1/2} with L2 gives Σ_t g_tᵀH_t^{−1}g_t ≤
-    2 tr G_T^{1/2}; tr H_T = tr G_T^{1/2} + dε. Linear game f_t(x) = ⟨g_t, x⟩, x_1 = 0, x_{t+1} = x_t − ηu_t,
-    x* = −c·Σg/‖Σg‖ (c = 1), D = max_{t≤T+1} ‖x_t − x*‖ a posteriori; η log-uniform in [0.05, 5].
-    Returns (R^lin_T(x*), bound).
+    2 tr G_T^{1/2}; tr H_T = tr G_T^{1/2} + dε. Unconstrained linear game of memopt_theory/checks/_game.py against
+    the comparator of largest ratio found by search, D = max_{t≤T} ‖x_t − x*‖; worst over t ≥ T/10, and at T.
+    Seed ≡ 0 (mod 4): the threshold ±G adversary along one direction (ε = 10⁻⁶, η = 1, T = 200; ≈ 0.86
+    of the bound); other seeds: biased Gaussian gradients, η log-uniform in [0.05, 5].
     """
     gen = _gen(seed)
     d = int(torch.randint(2, 6 if fast else 12, (1,), generator=gen))
@@ -102,20 +110,20 @@ def ggt_full_window_regret(seed: int, fast: bool) -> tuple[float, float]:
     eta = float(math.exp(math.log(0.05) + math.log(100) * torch.rand(1, generator=gen)))
     bias = torch.randn(d, generator=gen, dtype=torch.float64)
     g = 0.3 * bias + torch.randn((T, d), generator=gen, dtype=torch.float64)
+    v = None
+    if seed % 4 == 0:
+        T, eps, eta, g = 200, 1e-6, 1.0, None  # GGT's window is T: its step costs O(T³)
+        v = bias / bias.norm()
     m = methods.get("ggt")
     cfg = m.Config(window=T, beta1=0.0, beta2=1.0, eps=eps)
-    st = m.init((d,), cfg)
-    x = torch.zeros(d, dtype=torch.float64)
-    s = g.sum(0)
-    xstar = -s / s.norm()
-    regret, D = 0.0, float(xstar.norm())
-    for gt in g:
-        regret += float(gt @ (x - xstar))
-        u, st = m.update(gt, st, cfg)
-        x = x - eta * u
-        D = max(D, float((x - xstar).norm()))
-    tr = float(torch.linalg.eigvalsh(g.T @ g).clamp_min(0).sqrt().sum())
-    return regret, (D**2 / (2 * eta)) * (tr + d * eps) + eta * tr
+    ck = late_checkpoints(T)
+    X, G, _ = play("ggt", cfg, (d,), T, eta, stream=g, v=v)
+
+    def bound(t, D, Di):
+        tr = float(torch.linalg.eigvalsh(G[:t].T @ G[:t]).clamp_min(0).sqrt().sum())
+        return (D**2 / (2 * eta)) * (tr + d * eps) + eta * tr
+
+    return measure(X, G, ck, bound)
 
 
 CHECKS = (
@@ -146,5 +154,8 @@ CHECKS = (
         ggt_full_window_regret,
         20,
         5,
+        theorem="GGT r >= T, beta2 = 1, fixed eta: R^lin_T <= (D^2/2eta)(tr G_T^1/2 + d eps) + eta tr G_T^1/2",
+        regret=True,
+        t0="T/10",
     ),
 )

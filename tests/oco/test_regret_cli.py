@@ -44,6 +44,13 @@ def test_small_run_writes_results_plot_and_table(tmp_path, capsys):
     np.testing.assert_array_equal(arrays["cum_loss"], direct.cum_loss)
     np.testing.assert_array_equal(arrays["bound"], direct.bound)
     assert meta["memory_scalars"] == 36  # d² for full-matrix AdaGrad
+    # ratio at T beside the max ratio: the largest regret_upper/bound over seeds at the last checkpoint
+    assert "ratio at T" in printed
+    row = {r["method"]: r for r in summary["rows"]}["adagrad_full"]
+    at_T = float(np.max(direct.regret_upper[-1] / direct.bound[-1]))
+    assert row["ratio_at_T"] == at_T and at_T <= row["ratio"] == float(
+        np.max(direct.regret_upper / direct.bound)
+    )
     # the table's memory column is the closed form (docs/theory/bounds.md §E.2): S-AdaGrad min(ℓ−1, d)(d+1) + 1
     assert {r["method"]: r["memory"] for r in summary["rows"]}["s_adagrad (ℓ=4)"] == 3 * 7 + 1
 
