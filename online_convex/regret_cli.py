@@ -32,7 +32,11 @@ MATRIX = "matrix-"  # --problem matrix-LOSS: the same loss on an m×n iterate (-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stream", default="low_rank_noise", help="stream name (online_convex.streams)")
+    p.add_argument(
+        "--stream",
+        default="low_rank_noise",
+        help="stream name (online_convex.streams; sparse: zipf_sparse, pydoc_ngrams, libsvm_sparse)",
+    )
     p.add_argument(
         "--stream-param",
         action="append",
@@ -230,6 +234,14 @@ def run(args: argparse.Namespace) -> int:
     params = _stream_params(
         args.stream_param, args.stream, math.prod(matrix_shape) if matrix_shape else args.d
     )
+    from online_convex.sparse import SPARSE_STREAMS
+
+    if (
+        args.stream in SPARSE_STREAMS
+    ):  # padded (indices, values) rounds, no T×d array: online_convex.sparse_cli
+        from online_convex import sparse_cli
+
+        return sparse_cli.run(args, params)
     if args.problem is not None:
         params.setdefault("problem", args.problem)
     from online_convex.streams_real import REAL
