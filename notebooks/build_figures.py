@@ -2,6 +2,7 @@
 
 Executes every notebook of this folder through a Jupyter kernel, as the tests do, but without MEMOPT_FAST;
 each notebook saves its headline figure(s) into $MEMOPT_FIGURES_DIR, which this script points at docs/figures.
+05_scaling (d up to 2^18, the sparse simulator) is the slowest; ``--only 05`` rebuilds just its two figures.
 """
 
 from __future__ import annotations

@@ -452,4 +452,12 @@ def run_sparse(learner, problem, data: SparseRoundData, *, checkpoints, comparat
         shape=tuple(S),
         T=T,
         seconds=seconds,
+        extra=_final_rho(state),
     )
+
+
+def _final_rho(state) -> dict:
+    """{"rho": [ρ_{1:T} per seed]} for a sketched state (the escaped mass the regret chain uses), else {}."""
+    sk = getattr(state, "sketch", None)
+    rho = getattr(sk, "rho", None)
+    return {"rho": rho.reshape(-1).cpu().tolist()} if isinstance(rho, Tensor) else {}
