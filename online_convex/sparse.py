@@ -345,6 +345,24 @@ def sparse_comparator_bounds(
                 v = float((c * domain.lmo(c)).sum())
                 value[i, b] = lower[i, b] = v
                 continue
+            if domain.name == "l2_ball":
+                # only the columns a_1..a_t touch matter: from x = 0 (= Π_K(0)) the gradient steps and the
+                # ball's projection (a scaling) keep every other coordinate 0, and the certificate's LMO of
+                # Σα_s a_s lives on the same columns; so solve in R^{cols} (exactly the same problem)
+                from online_convex.domains import make_domain
+
+                cols = np.unique(A.indices)
+                if cols.size == 0:  # all rows 0: F_t ≡ Σφ(0, y_s) on K, exactly
+                    zero = torch.zeros(int(t), dtype=dt)
+                    value[i, b] = lower[i, b] = float(problem.phi(zero, torch.from_numpy(y)).sum())
+                    continue
+                dom_r = make_domain("l2_ball", (int(cols.size),), radius=float(domain.radius))
+                xr, value[i, b], lower[i, b] = _fista(
+                    problem, A[:, cols], y, x[cols], dom_r, dt, rtol=rtol, max_iter=max_iter
+                )
+                x = np.zeros(data.d)
+                x[cols] = xr
+                continue
             x, value[i, b], lower[i, b] = _fista(problem, A, y, x, domain, dt, rtol=rtol, max_iter=max_iter)
     return value, lower
 
