@@ -409,7 +409,9 @@ def fd_buffer_update(state: FDBufferState, a: Tensor) -> tuple[FDBufferState, Te
     return FDBufferState(R=R, K=K, n=torch.full_like(n, row + 1), rho=rho), delta
 
 
-def fd_buffer_apply(state: FDBufferState, f_on, f_off: Tensor, v: Tensor, *, eig=None) -> Tensor:
+def fd_buffer_apply(
+    state: FDBufferState, f_on, f_off: Tensor, v: Tensor, *, eig=None, last_row: bool = False
+) -> Tensor:
     r"""f(Ḡ)v for Ḡ = RᵀR: Σ_{λ_i>0} f_on(λ_i)·v_iv_iᵀv + f_off·(v − Σ_{λ_i>0} v_iv_iᵀv), in O(dℓ).
 
     With v_i = RᵀW_i/√λ_i this is f_off·v + RᵀW diag((f_on(λ) − f_off)/λ) Wᵀ(Rv) on the λ_i > 0.
@@ -420,13 +422,15 @@ def fd_buffer_apply(state: FDBufferState, f_on, f_off: Tensor, v: Tensor, *, eig
     f_off : Tensor B    the factor on the complement of Ḡ's range
     v : Tensor          B + (d,)
     eig : (λ, W)        :func:`fd_buffer_eig` of this state, if already computed
+    last_row : bool     v is the row the last update appended: then Rv is K's last filled column (the
+                        update computed it), which saves one pass over the d columns
     """
     lam, W = fd_buffer_eig(state) if eig is None else eig
     pos = lam > 0
     safe = torch.where(pos, lam, torch.ones_like(lam))
     coef = torch.where(pos, (f_on(safe) - f_off.unsqueeze(-1)) / safe, torch.zeros_like(lam))
     m = _filled(state)
-    Rv = _rows_times(state.R[:m], v)
+    Rv = state.K[..., :m, m - 1] if last_row and m > 0 else _rows_times(state.R[:m], v)
     Wm = W[..., :m, :]  # rows ≥ m of R are 0: only W's first m rows meet R
     inner = (Wm @ (coef * (Wm.transpose(-1, -2) @ Rv.unsqueeze(-1)).squeeze(-1)).unsqueeze(-1)).squeeze(-1)
     return f_off.unsqueeze(-1) * v + _rows_transpose_times(state.R[:m], inner, v)

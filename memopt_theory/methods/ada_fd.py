@@ -86,7 +86,7 @@ def update(
         v = g.reshape(*batch, -1)
         sk, _ = fd_buffer_update(state.sketch, v)
         dl = torch.full(batch, config.delta, dtype=v.dtype, device=v.device)
-        u = fd_buffer_apply(sk, lambda lam: 1.0 / (config.delta + lam.sqrt()), 1.0 / dl, v)
+        u = fd_buffer_apply(sk, lambda lam: 1.0 / (config.delta + lam.sqrt()), 1.0 / dl, v, last_row=True)
         return u.reshape(grad.shape).to(grad.dtype), BufferState(sketch=sk, shape=state.shape)
     batch = tuple(state.t.shape)
     full = batch + tuple(state.shape)

@@ -89,7 +89,7 @@ def update(
         sk, _ = fd_buffer_update(state.sketch, v)
         c = sk.rho + config.delta
         f_off = pos_pow(c, -0.5)
-        u = fd_buffer_apply(sk, lambda lam: pos_pow(lam + c.unsqueeze(-1), -0.5), f_off, v)
+        u = fd_buffer_apply(sk, lambda lam: pos_pow(lam + c.unsqueeze(-1), -0.5), f_off, v, last_row=True)
         return u.reshape(grad.shape).to(grad.dtype), State(sketch=sk, shape=state.shape)
     sk, _ = fd_update(state.sketch, v.unsqueeze(-1), config.ell)
     c = sk.rho + config.delta
