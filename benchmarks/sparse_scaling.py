@@ -3,8 +3,10 @@ r"""Scaling of the sketched learners on the sparse Zipf stream: regret at T, sta
 For each d (ascending) every learner runs the same ``zipf_sparse`` logistic stream (online_convex.sparse) in
 the unit ℓ2 ball at its theorem's step size; the comparator is certified once per d. Full-matrix AdaGrad runs
 while its d×d state is allowed (memopt_theory.methods.adagrad_full refuses above its memory limit) and while
-its projected time for the next d (time per step × (d_next/d)³, its eigh per step) fits ``full_budget_s``: the
-largest d at which it ran is reported. Used by notebooks/05_scaling.py; ``python -m benchmarks.sparse_scaling``
+its projected time for the next d (time per step × (d_next/d)³, its eigh per step) fits ``full_budget_s``, and
+while LAPACK's eigh of its statistic converges (on this sparse stream the d×d sum of a few hundred sparse
+rank-one terms has thousands of exactly repeated zero eigenvalues, and syevd can fail on it): the largest d at
+which it ran is reported, with the reason it stopped. Used by notebooks/05_scaling.py; ``python -m benchmarks.sparse_scaling``
 prints the table.
 """
 
@@ -14,6 +16,7 @@ import argparse
 import time
 
 import numpy as np
+import torch
 
 from memopt_theory import methods
 from online_convex.domains import make_domain
@@ -52,14 +55,17 @@ def scaling_rows(dims, *, T: int, seeds: int, ell: int = 16, nnz: int = 20, full
         comp = sparse_comparator_bounds(problem, data, dom, ck)
         for name, L in learners(dom, ell).items():
             if name == "adagrad_full" and not full_ok:
-                rows.append({"d": d, "method": name, "ran": False})
+                rows.append({"d": d, "method": name, "ran": False, "why": "stopped at a smaller d"})
                 continue
             try:
                 t0 = time.perf_counter()
                 tr = run_sparse(L, problem, data, checkpoints=ck, comparator=comp)
                 wall = time.perf_counter() - t0
-            except MemoryError:
-                rows.append({"d": d, "method": name, "ran": False})
+            except (MemoryError, torch.linalg.LinAlgError) as e:
+                # refused (memory limit) or LAPACK's eigh failing on the huge, mostly-zero d×d statistic
+                rows.append(
+                    {"d": d, "method": name, "ran": False, "why": f"{type(e).__name__}: {str(e)[:80]}"}
+                )
                 if name == "adagrad_full":
                     full_ok = False
                 continue
