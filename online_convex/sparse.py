@@ -295,16 +295,19 @@ def _fista(problem, A, y, x0, domain, dt, *, rtol: float, max_iter: int):
                 break
             L *= 2.0
         tn = 0.5 * (1 + math.sqrt(1 + 4 * tk * tk))
-        if fn > fx:  # restart the momentum (O'Donoghue & Candès 2015)
+        # F rose: restart the momentum (O'Donoghue & Candès 2015); if even a plain step from x rises, x is
+        # optimal to rounding (no further descent to find): certify it and stop
+        stuck = fn > fx and tk == 1.0
+        if fn > fx:
             z, tk = x.copy(), 1.0
-            continue
-        z = xn + ((tk - 1) / tn) * (xn - x)
-        x, fx, tk = xn, fn, tn
-        if it % 10 == 0 or it == max_iter:
+        else:
+            z = xn + ((tk - 1) / tn) * (xn - x)
+            x, fx, tk = xn, fn, tn
+        if it % 10 == 0 or it == max_iter or stuck:
             v, lo = _certify(problem, A, y, x, domain, dt)
             if v - lo < best[1] - best[2]:
                 best = (x, v, lo)
-            if v - lo <= rtol * max(1.0, abs(v)):
+            if stuck or v - lo <= rtol * max(1.0, abs(v)):
                 break
     return best
 
