@@ -400,7 +400,7 @@ def run_sparse(learner, problem, data: SparseRoundData, *, checkpoints, comparat
 
         scale = 1.0 if learner.config.schedule == "sqrt" else 1.0 / math.sqrt(T)
         learner = replace(learner, eta=float(learner.domain.diameter) * scale / grad_bound.clamp_min(1e-300))
-    learner = learner.resolve(problem, RoundData(a=torch.zeros(1, *B, 1, dtype=dt), y=data.y[:1]))
+    learner = learner.resolve(problem, RoundData(a=torch.zeros(1, *B, 1, dtype=dt, device=dev), y=data.y[:1]))
     domain = learner.domain
     bname = overlays.bound_name(learner, 2**62, eta_mode)  # S-AdaGrad/full: no dense G at this size
     if bname is not None and learner.method not in ("adagrad_diag", "ogd"):
