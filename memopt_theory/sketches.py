@@ -325,6 +325,17 @@ def _rows_transpose_times(rows, w: Tensor, like: Tensor) -> Tensor:
     return out
 
 
+def _rotate_rows(rows, C: Tensor, block: int = 1 << 15) -> Tensor:
+    """C R for C: B + (k, r) and the r rows, built in column blocks of the d axis: never a stacked copy of all
+    r rows (at d = 2¹⁸, ℓ = 64, 4 seeds that copy alone is 1 GiB), only the B + (k, d) result and one block."""
+    d = rows[0].shape[-1]
+    out = rows[0].new_empty(C.shape[:-1] + (d,))
+    for lo in range(0, d, block):
+        hi = min(lo + block, d)
+        out[..., lo:hi] = C @ torch.stack([r[..., lo:hi] for r in rows], dim=-2)
+    return out
+
+
 def _gram_threshold(ell: int, dtype: torch.dtype) -> float:
     """Eigenvalues of K ≤ τ_K·λ_1, τ_K = 8ℓ·ε_mach, are round-off of the Gram matrix and count as 0.
 
@@ -392,7 +403,7 @@ def fd_buffer_update(state: FDBufferState, a: Tensor) -> tuple[FDBufferState, Te
         shrunk = (lam[..., :keep] - delta.unsqueeze(-1)).clamp_min(0)
         safe = torch.where(lam[..., :keep] > 0, lam[..., :keep], torch.ones_like(shrunk))
         scale = torch.where(shrunk > 0, (shrunk / safe).sqrt(), torch.zeros_like(shrunk))
-        top = (W[..., :keep] * scale.unsqueeze(-2)).transpose(-1, -2) @ torch.stack(R, dim=-2)  # B+(ℓ−1, d)
+        top = _rotate_rows(R, (W[..., :keep] * scale.unsqueeze(-2)).transpose(-1, -2))  # B + (ℓ−1, d)
         zero = a.new_zeros(batch + (d,))
         R = tuple(top.unbind(-2)) + (zero,) * (two_ell - keep)
         K = a.new_zeros(batch + (two_ell, two_ell))
