@@ -10,6 +10,7 @@ seed axis needs no loop. Results come back in the input dtype and device.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -49,7 +50,29 @@ def sym_eigh(A: Tensor) -> tuple[Tensor, Tensor]:
     _check_square(A, "sym_eigh")
     A64 = A.to(torch.float64)
     A64 = 0.5 * (A64 + A64.transpose(-1, -2))
-    return torch.linalg.eigh(A64)
+    try:
+        return torch.linalg.eigh(A64)
+    except torch.linalg.LinAlgError:
+        # LAPACK's divide-and-conquer syevd can fail to converge on large matrices with thousands of repeated
+        # (zero) eigenvalues, e.g. a full-matrix AdaGrad statistic of sparse gradients at d = 4096: retry each
+        # matrix with the relatively robust representations driver (syevr), then the QR algorithm (syev)
+        return _eigh_fallback(A64)
+
+
+def _eigh_fallback(A64: Tensor) -> tuple[Tensor, Tensor]:
+    import scipy.linalg
+
+    mats = A64.detach().cpu().reshape(-1, *A64.shape[-2:]).numpy()
+    lams, vecs = [], []
+    for M in mats:
+        try:
+            w, V = scipy.linalg.eigh(M, driver="evr")
+        except (np.linalg.LinAlgError, ValueError):
+            w, V = scipy.linalg.eigh(M, driver="ev")
+        lams.append(w)
+        vecs.append(V)
+    lam = torch.from_numpy(np.stack(lams)).reshape(A64.shape[:-1]).to(A64.device)
+    return lam, torch.from_numpy(np.stack(vecs)).reshape(A64.shape).to(A64.device)
 
 
 def pinv_power_values(lam: Tensor, p: float, *, eps: float = 0.0, rtol: float | None = None) -> Tensor:

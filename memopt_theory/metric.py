@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Metric", "Identity", "Diagonal", "Dense", "LowRankPlusScaled", "Kronecker"]
+__all__ = ["Metric", "Identity", "Diagonal", "Dense", "LowRankPlusScaled", "RowSpanLowRank", "Kronecker"]
 
 
 class Metric:
@@ -132,6 +132,54 @@ class LowRankPlusScaled(Metric):
         U, s, c = self.U, self.s, self.c
         eye = torch.eye(self.n, dtype=U.dtype, device=U.device)
         return (U * (s - c.unsqueeze(-1)).unsqueeze(-2)) @ U.transpose(-1, -2) + c[..., None, None] * eye
+
+
+@dataclass(frozen=True)
+class RowSpanLowRank(Metric):
+    """H = V diag(s) Vᵀ + c(I − VVᵀ) with V = RᵀM never formed (FD buffer metrics; O(Nr) per product).
+
+    ``rows``: r tensors B + (N,), the rows of R; ``M``: B + (r, k) such that V = RᵀM has orthonormal or zero
+    columns. Zero columns drop out, as in :class:`LowRankPlusScaled`.
+    """
+
+    rows: tuple
+    M: Tensor  # B + (r, k)
+    s: Tensor  # B + (k,)
+    c: Tensor  # B
+    shape: tuple[int, ...]
+
+    @property
+    def batch(self) -> tuple[int, ...]:
+        return tuple(self.M.shape[:-2])
+
+    def coords(self, v: Tensor) -> Tensor:
+        """Vᵀv for v: B + (N,) → B + (k,)."""
+        if not self.rows:
+            return v.new_zeros(v.shape[:-1] + (self.M.shape[-1],))
+        Rv = torch.stack([torch.linalg.vecdot(r.to(v.dtype), v) for r in self.rows], dim=-1)
+        return (self.M.transpose(-1, -2).to(v.dtype) @ Rv.unsqueeze(-1)).squeeze(-1)
+
+    def span(self, w: Tensor, like: Tensor) -> Tensor:
+        """Vw for w: B + (k,) → B + (N,) (``like``: a tensor of that shape and dtype)."""
+        cw = (self.M.to(w.dtype) @ w.unsqueeze(-1)).squeeze(-1)
+        out = torch.zeros_like(like)
+        for i, r in enumerate(self.rows):
+            out = out + r.to(w.dtype) * cw[..., i : i + 1]
+        return out
+
+    def apply(self, x: Tensor) -> Tensor:
+        v = x.reshape(*x.shape[: x.ndim - len(self.shape)], self.n)
+        on = self.span((self.s - self.c.unsqueeze(-1)) * self.coords(v), v)
+        return (on + self.c.unsqueeze(-1) * v).reshape(x.shape)
+
+    def dense(self) -> Tensor:
+        B = self.batch
+        eye = torch.eye(self.n, dtype=self.M.dtype, device=self.M.device)
+        cols = [
+            self.apply(eye[j].expand(*B, self.n).reshape(*B, *self.shape)).reshape(*B, self.n)
+            for j in range(self.n)
+        ]
+        return torch.stack(cols, dim=-1)
 
 
 @dataclass(frozen=True)

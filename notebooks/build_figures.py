@@ -4,6 +4,7 @@ Executes every notebook of this folder through a Jupyter kernel, as the tests do
 each notebook saves its headline figure(s) into $MEMOPT_FIGURES_DIR, which this script points at docs/figures.
 ``--fast`` (a smoke run) writes to build/figures-fast instead and refuses an ``--out`` of docs/figures: the
 committed figures are full-mode ones and only a full run replaces them.
+05_scaling (d up to 2^18, the sparse simulator) is the slowest; ``--only 05`` rebuilds just its two figures.
 """
 
 from __future__ import annotations

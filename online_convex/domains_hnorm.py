@@ -9,6 +9,7 @@ unconstrained     any                 x = y
 any               Identity / None     Euclidean (domains.py)
 l2_ball           Diagonal, Dense,    eigen-reduction + secular equation (below), exact up to one 1-D root
                   LowRankPlusScaled,  (monotone Newton, batched over seeds, on the device). Dense: ``eigh`` of H; LowRankPlusScaled: its own
+                  RowSpanLowRank,     (RowSpanLowRank, the FD buffer's: the same split through its rows, O(Nr))
                   Kronecker           eigenbasis U ⊕ (I − UUᵀ), O(Nk); Kronecker: ``eigh`` of each factor, O(Σn_i³)
 box               Diagonal            coordinatewise clipping (derivation below)
 simplex           Diagonal            KKT: x_i = max(0, y_i − ν/h_i), Σx_i = R, one root ν (brentq)
@@ -54,7 +55,7 @@ import torch
 from scipy.optimize import brentq, lsq_linear
 from torch import Tensor
 
-from memopt_theory.metric import Dense, Diagonal, Kronecker, LowRankPlusScaled, Metric
+from memopt_theory.metric import Dense, Diagonal, Kronecker, LowRankPlusScaled, Metric, RowSpanLowRank
 
 __all__ = ["project", "DENSE_MAX_N"]
 
@@ -82,7 +83,7 @@ def project(domain, y: Tensor, H: Metric) -> Tensor:
     name = domain.name
     if name == "unconstrained":
         return y
-    known = (Diagonal, Dense, LowRankPlusScaled, Kronecker)
+    known = (Diagonal, Dense, LowRankPlusScaled, RowSpanLowRank, Kronecker)
     if name == "nuclear_ball" or not isinstance(H, known):
         raise _unsupported(domain, H)
     if name == "l2_ball":
@@ -140,6 +141,15 @@ def _eigen_parts(y: Tensor, H: Metric, nb: int):
             return ((U @ (fU * zU).unsqueeze(-1)).squeeze(-1) + fc * r).reshape(y.shape)
 
         return lam, coef, rebuild
+    if isinstance(H, RowSpanLowRank):  # the same eigen-split, V = RᵀM applied through the rows: O(Nr)
+        v = y.flatten(start_dim=nb)
+        zV = H.coords(v)
+        r = v - H.span(zV, v)
+        rn = torch.linalg.vector_norm(r, dim=-1, keepdim=True)
+        c = H.c.to(y.dtype).expand(B).unsqueeze(-1)
+        lam = torch.cat([H.s.to(y.dtype).expand(*B, zV.shape[-1]), c], -1)
+        coef = torch.cat([zV, rn], -1)
+        return lam, coef, lambda f: (H.span(f[..., :-1] * zV, v) + f[..., -1:] * r).reshape(y.shape)
     if isinstance(H, Kronecker):
         eig = [torch.linalg.eigh(F.to(y.dtype)) for F in H.factors]
         lam = eig[0].eigenvalues
@@ -222,6 +232,9 @@ def _add_batch(H: Metric, y: Tensor) -> Metric:
         return Dense(H.H.unsqueeze(0), H.shape)
     if isinstance(H, LowRankPlusScaled):
         return LowRankPlusScaled(H.U.unsqueeze(0), H.s.unsqueeze(0), H.c.unsqueeze(0), H.shape)
+    if isinstance(H, RowSpanLowRank):
+        rows = tuple(r.unsqueeze(0) for r in H.rows)
+        return RowSpanLowRank(rows, H.M.unsqueeze(0), H.s.unsqueeze(0), H.c.unsqueeze(0), H.shape)
     return Kronecker(tuple(F.unsqueeze(0) for F in H.factors), H.shape)
 
 

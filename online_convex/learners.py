@@ -132,8 +132,13 @@ class Learner:
         return tuple(self.domain.shape)
 
     # --------------------------------------------------------------------------------------------------
-    def resolve(self, problem, data: RoundData) -> Learner:
-        """This learner with η a per-seed tensor (shape B): "theory" is computed from K and the data."""
+    def resolve(
+        self, problem, data: RoundData, *, grad_bound: Tensor | None = None, T: int | None = None
+    ) -> Learner:
+        """This learner with η a per-seed tensor (shape B): "theory" is computed from K and the data.
+
+        ``grad_bound`` (B) and ``T`` override what is read from ``data`` (the sparse simulator knows both without
+        a dense T×d array)."""
         if self.spec.full_step:
             return self
         B, dt, dev = data.batch, data.a.dtype, data.a.device
@@ -146,13 +151,15 @@ class Learner:
         from memopt_theory.guarantee import EtaInputs
 
         g = self.spec.guarantee
-        G = gradient_bound(problem, data, self.domain).to(dt) if "grad_bound" in g.needs else None
+        G = None
+        if "grad_bound" in g.needs:
+            G = (grad_bound if grad_bound is not None else gradient_bound(problem, data, self.domain)).to(dt)
         q = EtaInputs(
             config=self.config,
             shape=self.shape,
             D=float(self.domain.diameter),
             D_inf=float(self.domain.diameter_inf),
-            T=int(data.T),
+            T=int(data.T if T is None else T),
             grad_bound=G,
         )
         eta = torch.as_tensor(g.theory_eta(q), dtype=dt, device=dev)

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stream",
         default="low_rank_noise",
-        help=f"data stream, one of: {', '.join(stream_names())} (default low_rank_noise)",
+        help=f"data stream, one of: {', '.join(stream_names())} (default low_rank_noise); sparse, d up to 2^18: zipf_sparse, "
+        "pydoc_ngrams, libsvm_sparse",
     )
     p.add_argument(
         "--stream-param",
@@ -327,6 +328,14 @@ def run(args: argparse.Namespace) -> int:
     params = _stream_params(
         args.stream_param, args.stream, math.prod(matrix_shape) if matrix_shape else args.d
     )
+    from online_convex.sparse import SPARSE_STREAMS
+
+    if (
+        args.stream in SPARSE_STREAMS
+    ):  # padded (indices, values) rounds, no T×d array: online_convex.sparse_cli
+        from online_convex import sparse_cli
+
+        return sparse_cli.run(args, params)
     if args.problem is not None:
         params.setdefault("problem", args.problem)
     from online_convex.streams_real import REAL

@@ -17,6 +17,19 @@ without thresholding; dropping round-off directions only widens it), hence Σ_i(
 − tr G_T ≤ (d − ℓ)ρ_{1:T} (and = 0 when ℓ ≥ d: then ρ_{1:T} = 0 or G̃_T = G_T + δI exactly). With
 √μ − √ν ≤ √(μ − ν) and Cauchy–Schwarz, Σ_i(√μ_i − √ν_i) ≤ √(d·Σ_i(μ_i − ν_i)) ≤ √(d(d−ℓ)⁺ρ_{1:T}).
 (iii) Lemma 1 (B2(c)): ρ_{1:T} ≤ Ω_ℓ. (iv) (d − ℓ)⁺ ≤ d.
+
+**The buffered sketch** (``s_adagrad.Config(sketch="buffer")``: Liberty's 2ℓ-row buffer, Ḡ_t = RᵀR,
+ρ_{1:t} := Δ_t the sum of the shrink thresholds; memopt_theory.sketches.fd_buffer_update). The three facts the
+chain uses hold for it with the same constants: (i) Ḡ_{t−1} + g_tg_tᵀ − δ_tI ⪯ Ḡ_t (a shrink lowers each
+eigenvalue of RᵀR by min(λ_i, δ_t) ≤ δ_t, an append adds g_tg_tᵀ exactly) and Δ_t = Δ_{t−1} + δ_t, so
+G̃_t ⪰ G̃_{t−1} + g_tg_tᵀ; (ii) tr G_T − tr Ḡ_T = Σ_shrinks Σ_i min(λ_i, δ) ≥ ℓΔ_T, the ℓ largest λ_i of a
+shrink being ≥ δ = λ_ℓ; (iii) Δ_T ≤ Ω_ℓ (from (i)–(ii) by the FD argument, derived in fd_buffer_update).
+Hence every line above holds verbatim for the buffered S-AdaGrad, with "chain" read at ρ_{1:T} = Δ_T:
+
+    R^lin_T ≤ c·(tr (G_T + δI)^{1/2} + √(d(d−ℓ)⁺Δ_T)) ≤ c·(tr (G_T + δI)^{1/2} + √(d(d−ℓ)⁺Ω_ℓ)),
+
+at the memory cost 2ℓd + 4ℓ² + 2 instead of (ℓ−1)(d+1) + 1 — the same ℓ buys the same bound with twice the
+rows, in exchange for amortised O(dℓ) time per step instead of a thin SVD of a d×ℓ matrix.
 """
 
 from __future__ import annotations
@@ -62,7 +75,8 @@ def s_adagrad_regret_bound(
     Corollary 4:    R^lin_T ≤ (D²/2η + η)·(tr G_T^{1/2} + √(d(d−ℓ)Ω_ℓ))
     chain:          R^lin_T ≤ (D²/2η + η)·(tr G_T^{1/2} + √(d(d−ℓ)ρ_{1:T}))  (ρ_{1:T} of the run)
     At η = D/√2 the factor is √2·D (the paper's statement); with δ > 0, G_T → G_T + δI everywhere; (d − ℓ)
-    means max(d − ℓ, 0). Derivation in the module docstring.
+    means max(d − ℓ, 0). Derivation in the module docstring. The same forms hold for the buffered sketch
+    (``sketch="buffer"``), with rho = its escaped mass Δ_T (module docstring, last paragraph).
 
     Parameters
     ----------

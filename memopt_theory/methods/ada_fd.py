@@ -13,6 +13,10 @@ by g/δ: at the former δ = 1e−3 that is 1000·g in every direction the ℓ �
 diverged on a 20-16-5 MLP (0.88 → 5e2 at η = 1e−2); at δ = 1 the complement is an SGD step and the sketched
 directions are AdaGrad-scaled (≤ g), so the recommended η is SGD-like, 1e−1.
 
+``sketch="buffer"`` (option; "exact" stays the default and reference): Ḡ_t from Liberty's 2ℓ-row buffer with a
+tracked Gram matrix (memopt_theory.sketches.fd_buffer_update, amortised O(Nℓ) per step, the same sandwich
+Ḡ_t ⪯ G_t ⪯ Ḡ_t + Δ_tI and Δ_t ≤ Ω_ℓ), H_t = δI + Ḡ_t^{1/2}. Memory 2ℓN + 4ℓ² + 2.
+
 Memory
 ------
 Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): min(ℓ, N)(N + 1) + 2 (the official testbed's layout).
@@ -41,11 +45,13 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from memopt_theory.guarantee import Guarantee, eta_d_over_sqrt2
+from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
 from memopt_theory.methods._sketch_common import (
@@ -54,28 +60,49 @@ from memopt_theory.methods._sketch_common import (
     testbed_init,
     testbed_sketch_step,
 )
-from memopt_theory.metric import LowRankPlusScaled
-from memopt_theory.validation import check_int, check_real, numel
+from memopt_theory.metric import LowRankPlusScaled, RowSpanLowRank
+from memopt_theory.sketches import (
+    FDBufferState,
+    fd_buffer_apply,
+    fd_buffer_init,
+    fd_buffer_metric,
+    fd_buffer_update,
+)
+from memopt_theory.validation import check_choice, check_int, check_real, numel
 
 State = TestbedState
+SKETCHES = ("exact", "buffer")
+
+
+class BufferState(NamedTuple):
+    """``sketch="buffer"``: the 2ℓ-row FD buffer (R, K, n, Δ) and the parameter shape."""
+
+    sketch: FDBufferState
+    shape: Static
 
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """Ada-FD: sketch size ``ell`` ℓ ≥ 1 and ``delta`` δ > 0 (the fixed diagonal of H_t = δI + Ḡ_t^{1/2})."""
+    """Ada-FD: sketch size ``ell`` ℓ ≥ 1 and ``delta`` δ > 0 (the fixed diagonal of H_t = δI + Ḡ_t^{1/2});
+    ``sketch``: "exact" (per-step FD, the reference) or "buffer" (2ℓ-row buffer, amortised O(Nℓ))."""
 
     ell: int = 8
     delta: float = 1.0
+    sketch: str = "exact"
 
     def __post_init__(self) -> None:
         check_int(self.ell, "ell", where="ada_fd.Config", low=1)
         check_real(self.delta, "delta", where="ada_fd.Config", low=0.0, low_open=True)
+        check_choice(self.sketch, "sketch", SKETCHES, where="ada_fd.Config")
 
 
 def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -> State:
     shape = check_shape(shape, where="ada_fd.init")
     batch = check_batch(batch)
     dtype = resolve_dtype(dtype, where="ada_fd.init")
+    if config.sketch == "buffer":
+        sk = fd_buffer_init(numel(shape), config.ell, batch=batch, dtype=dtype, device=device)
+        return BufferState(sketch=sk, shape=Static(shape))
     return testbed_init(shape, config.ell, config.delta, batch=batch, dtype=dtype, device=device)
 
 
@@ -83,6 +110,16 @@ def update(
     grad: Tensor, state: State, config: Config, *, param: Tensor | None = None
 ) -> tuple[Tensor, State]:
     """u_t = (δI + Ḡ_t^{1/2})^{−1}g_t, Ḡ_t after g_t is absorbed (testbed order, B4)."""
+    if config.sketch == "buffer":
+        batch = tuple(state.sketch.n.shape)
+        full = batch + tuple(state.shape)
+        g = prepare_grad(grad, full, state.sketch.K.dtype, where="ada_fd.update")
+        check_param(param, full, where="ada_fd.update", needed=False)
+        v = g.reshape(*batch, -1)
+        sk, _ = fd_buffer_update(state.sketch, v)
+        dl = torch.full(batch, config.delta, dtype=v.dtype, device=v.device)
+        u = fd_buffer_apply(sk, lambda lam: 1.0 / (config.delta + lam.sqrt()), 1.0 / dl, v, last_row=True)
+        return u.reshape(grad.shape).to(grad.dtype), BufferState(sketch=sk, shape=state.shape)
     batch = tuple(state.t.shape)
     full = batch + tuple(state.shape)
     g = prepare_grad(grad, full, state.U.dtype, where="ada_fd.update")
@@ -96,11 +133,17 @@ def update(
 
 def memory(shape, config: Config) -> int:
     n = numel(shape)
+    if config.sketch == "buffer":
+        return 2 * config.ell * n + 4 * config.ell**2 + 2
     return min(config.ell, n) * (n + 1) + 2
 
 
-def metric(state: State, config: Config) -> LowRankPlusScaled:
+def metric(state: State, config: Config) -> LowRankPlusScaled | RowSpanLowRank:
     """H_t = δI + Ḡ_t^{1/2} = U diag(δ + e)Uᵀ + δ(I − UUᵀ)."""
+    if config.sketch == "buffer":
+        sk = state.sketch
+        dl = torch.full(tuple(sk.n.shape), config.delta, dtype=sk.K.dtype, device=sk.K.device)
+        return fd_buffer_metric(sk, lambda lam: config.delta + lam.sqrt(), dl, state.shape)
     a = state.alpha
     return LowRankPlusScaled(U=state.U, s=a.unsqueeze(-1) + state.e, c=a, shape=tuple(state.shape))
 

@@ -58,6 +58,8 @@ Example
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -130,6 +132,7 @@ def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None):
     batch = check_batch(batch)
     dtype = resolve_dtype(dtype, where="adagrad_full.init")
     n = numel(shape)
+    check_dense_state_bytes(n, batch, dtype, where="adagrad_full.init")
     S = torch.zeros(batch + (n, n), dtype=dtype, device=device)
     if config.solver == "eigh":
         return State(S=S, shape=Static(shape))
@@ -145,6 +148,37 @@ def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None):
         book=torch.zeros(5, **f64),  # window unusable: the first step decomposes
         shape=Static(shape),
     )
+
+
+class StateTooLarge(ValueError, MemoryError):
+    """A dense statistic refused before allocation (a ValueError for the CLI, a MemoryError by meaning)."""
+
+
+def max_state_bytes() -> int:
+    """The largest dense statistic ``init`` allocates: $MEMOPT_MAX_STATE_BYTES, else half the physical memory."""
+    env = os.environ.get("MEMOPT_MAX_STATE_BYTES")
+    if env is not None:
+        try:
+            v = int(float(env))
+        except ValueError:
+            raise ValueError(f"MEMOPT_MAX_STATE_BYTES must be a number of bytes; got {env!r}") from None
+        if v < 1:
+            raise ValueError(f"MEMOPT_MAX_STATE_BYTES must be >= 1; got {env!r}")
+        return v
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def check_dense_state_bytes(n: int, batch: tuple[int, ...], dtype: torch.dtype, *, where: str) -> None:
+    """Refuse an N×N statistic above :func:`max_state_bytes` with its size, instead of an allocator crash."""
+    per = n * n * torch.finfo(dtype).bits // 8
+    total = per * math.prod(batch)
+    limit = max_state_bytes()
+    if total > limit:
+        raise StateTooLarge(
+            f"{where}: full-matrix AdaGrad at N={n} needs {torch.finfo(dtype).bits // 8}·N² = {per:,} bytes "
+            f"({per / 2**30:.3g} GiB) per seed, {total:,} bytes for batch {batch}; the limit is {limit:,} bytes "
+            "(half the physical memory, or $MEMOPT_MAX_STATE_BYTES); use a sketched method (s_adagrad, O(Nℓ))"
+        )
 
 
 def _h_eigs(lam: Tensor, config: Config) -> Tensor:

@@ -11,6 +11,13 @@ Official OCO testbed (B4), variant S_ADA with (c_sk, c_α, η_eff) = (1, 1, lr):
 ``delta`` = the testbed's δ and the learner's η = lr (its α is δ + ρ_{1:t}; it uses the state after g_t is
 absorbed, as here). Memory min(ℓ−1, N)(N + 1) + 1 (the testbed's layout holds ℓN + ℓ + 2).
 
+``sketch="buffer"`` (an option; ``"exact"``, the per-step FD-update above, stays the default and the reference)
+replaces the FD-update by Liberty's 2ℓ-row buffer with a tracked Gram matrix (memopt_theory.sketches
+.fd_buffer_update): one eigendecomposition of a 2ℓ×2ℓ matrix per step and one O(Nℓ²) shrink per ℓ + 1 steps
+instead of a thin SVD of an N×ℓ matrix per step — amortised O(Nℓ). Ḡ_t = RᵀR, ρ_{1:t} = the buffer's escaped
+mass Δ_t; it satisfies the same per-step sandwich and ρ_{1:t} ≤ Ω_ℓ, so the regret chain of
+memopt_theory.bounds.sketchy holds unchanged (s_adagrad_regret_bound's docstring). Memory 2ℓN + 4ℓ² + 2.
+
 Memory
 ------
 Persistent floating scalars of one run, ``memory(shape, config)``, for N = numel(shape): min(ℓ − 1, N)(N + 1) + 1: the sketch directions, their eigenvalues and ρ_{1:t}.
@@ -49,25 +56,39 @@ from memopt_theory.memory import Static
 from memopt_theory.methods import Method
 from memopt_theory.methods._common import check_batch, check_param, check_shape, prepare_grad, resolve_dtype
 from memopt_theory.methods._sketch_common import apply_low_rank, pos_pow
-from memopt_theory.metric import LowRankPlusScaled
-from memopt_theory.sketches import FDState, fd_init, fd_update
-from memopt_theory.validation import check_int, check_real, numel
+from memopt_theory.metric import LowRankPlusScaled, RowSpanLowRank
+from memopt_theory.sketches import (
+    FDBufferState,
+    FDState,
+    fd_buffer_apply,
+    fd_buffer_init,
+    fd_buffer_metric,
+    fd_buffer_update,
+    fd_init,
+    fd_update,
+)
+from memopt_theory.validation import check_choice, check_int, check_real, numel
+
+SKETCHES = ("exact", "buffer")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """S-AdaGrad: sketch size ``ell`` ℓ ≥ 1 (ℓ > N allowed: then exact full-matrix AdaGrad), ``delta`` δ ≥ 0."""
+    """S-AdaGrad: sketch size ``ell`` ℓ ≥ 1 (ℓ > N allowed: then exact full-matrix AdaGrad), ``delta`` δ ≥ 0,
+    ``sketch``: "exact" (per-step FD-update, the reference) or "buffer" (2ℓ-row buffer, amortised O(Nℓ))."""
 
     ell: int = 8
     delta: float = 0.0
+    sketch: str = "exact"
 
     def __post_init__(self) -> None:
         check_int(self.ell, "ell", where="s_adagrad.Config", low=1)
         check_real(self.delta, "delta", where="s_adagrad.Config", low=0.0)
+        check_choice(self.sketch, "sketch", SKETCHES, where="s_adagrad.Config")
 
 
 class State(NamedTuple):
-    sketch: FDState  # U: batch + (N, min(ℓ−1, N)), s, ρ_{1:t}
+    sketch: FDState | FDBufferState  # exact: U: batch + (N, min(ℓ−1, N)), s, ρ_{1:t}; buffer: R, K, n, Δ
     shape: Static
 
 
@@ -75,8 +96,9 @@ def init(shape, config: Config, *, batch=(), dtype=torch.float64, device=None) -
     shape = check_shape(shape, where="s_adagrad.init")
     batch = check_batch(batch)
     dtype = resolve_dtype(dtype, where="s_adagrad.init")
+    make = fd_buffer_init if config.sketch == "buffer" else fd_init
     return State(
-        sketch=fd_init(numel(shape), config.ell, batch=batch, dtype=dtype, device=device), shape=Static(shape)
+        sketch=make(numel(shape), config.ell, batch=batch, dtype=dtype, device=device), shape=Static(shape)
     )
 
 
@@ -86,9 +108,16 @@ def update(
     """u_t = G̃_t^{−1/2}g_t, G̃_t = Ḡ_t + (δ + ρ_{1:t})I after g_t is absorbed (Alg. 2 steps 2–4)."""
     batch = tuple(state.sketch.rho.shape)
     full = batch + tuple(state.shape)
-    g = prepare_grad(grad, full, state.sketch.U.dtype, where="s_adagrad.update")
+    dtype = state.sketch.K.dtype if config.sketch == "buffer" else state.sketch.U.dtype
+    g = prepare_grad(grad, full, dtype, where="s_adagrad.update")
     check_param(param, full, where="s_adagrad.update", needed=False)
     v = g.reshape(*batch, -1)
+    if config.sketch == "buffer":
+        sk, _ = fd_buffer_update(state.sketch, v)
+        c = sk.rho + config.delta
+        f_off = pos_pow(c, -0.5)
+        u = fd_buffer_apply(sk, lambda lam: pos_pow(lam + c.unsqueeze(-1), -0.5), f_off, v, last_row=True)
+        return u.reshape(grad.shape).to(grad.dtype), State(sketch=sk, shape=state.shape)
     sk, _ = fd_update(state.sketch, v.unsqueeze(-1), config.ell)
     c = sk.rho + config.delta
     u = apply_low_rank(sk.U, pos_pow(sk.s + c.unsqueeze(-1), -0.5), pos_pow(c, -0.5), v)
@@ -97,13 +126,17 @@ def update(
 
 def memory(shape, config: Config) -> int:
     n = numel(shape)
+    if config.sketch == "buffer":
+        return 2 * config.ell * n + 4 * config.ell**2 + 2
     return min(config.ell - 1, n) * (n + 1) + 1
 
 
-def metric(state: State, config: Config) -> LowRankPlusScaled:
+def metric(state: State, config: Config) -> LowRankPlusScaled | RowSpanLowRank:
     """H_t = G̃_t^{1/2} = U diag(√(s + c))Uᵀ + √c(I − UUᵀ), c = δ + ρ_{1:t}."""
     sk = state.sketch
     c = sk.rho + config.delta
+    if config.sketch == "buffer":
+        return fd_buffer_metric(sk, lambda lam: (lam + c.unsqueeze(-1)).sqrt(), c.sqrt(), state.shape)
     return LowRankPlusScaled(U=sk.U, s=(sk.s + c.unsqueeze(-1)).sqrt(), c=c.sqrt(), shape=tuple(state.shape))
 
 

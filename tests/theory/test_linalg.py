@@ -153,3 +153,28 @@ def test_bad_input():
         psd_inv_root(torch.eye(2, dtype=torch.float64), 0)
     with pytest.raises(TypeError, match="must be a torch.Tensor"):
         psd_power(np.eye(2), 0.5)
+
+
+def test_sym_eigh_falls_back_when_lapack_fails(monkeypatch):
+    """If torch's eigh raises (syevd not converging, seen on a 4096² AdaGrad statistic of sparse gradients),
+    sym_eigh answers through scipy's syevr: the same decomposition, A = QΛQᵀ to 1e-12 and Λ ascending."""
+    import torch
+
+    from memopt_theory.linalg import sym_eigh
+
+    gen = torch.Generator().manual_seed(0)
+    G = torch.randn(2, 30, 6, generator=gen, dtype=torch.float64)
+    A = G.transpose(-1, -2) @ G  # rank ≤ 6 of 6: fine; pad to many repeated zeros below
+    A = torch.block_diag(A[0], torch.zeros(20, 20, dtype=torch.float64)).expand(3, 26, 26)
+    ref = torch.linalg.eigvalsh(A)
+
+    def broken(*args, **kwargs):
+        raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "eigh", broken)
+    lam, Q = sym_eigh(A)
+    assert lam.shape == (3, 26) and Q.shape == (3, 26, 26)
+    assert torch.allclose(lam, ref, atol=1e-12 * float(ref.abs().max()))
+    assert torch.allclose(
+        (Q * lam.unsqueeze(-2)) @ Q.transpose(-1, -2), A, atol=1e-11 * float(ref.abs().max())
+    )
