@@ -221,10 +221,10 @@ def exact_value(problem, data, t_end: int, domain, x: Tensor) -> tuple[Tensor, T
     plus the slack _FLOAT_SLACK per term."""
     k = len(data.shape)
     B = data.batch
-    A = data.a[:t_end].flatten(start_dim=data.a.ndim - k).movedim(0, -2).reshape(-1, t_end, domain.n)
-    Y = data.y[:t_end].movedim(0, -1).reshape(-1, t_end)
-    X = x.reshape(-1, domain.n)
-    A, Y, X = (v.detach().cpu().double().numpy() for v in (A, Y, X))
+    At = data.a[:t_end].flatten(start_dim=data.a.ndim - k).movedim(0, -2).reshape(-1, t_end, domain.n)
+    Yt = data.y[:t_end].movedim(0, -1).reshape(-1, t_end)
+    Xt = x.reshape(-1, domain.n)
+    A, Y, X = (v.detach().cpu().double().numpy() for v in (At, Yt, Xt))
     name = problem.name
     vals, moved = [], []
     for b in range(A.shape[0]):
@@ -370,15 +370,15 @@ def exact_lower(problem, data, t_end: int, domain, alpha: Tensor) -> Tensor:
     """
     k = len(data.shape)
     B = data.batch
-    A = data.a[:t_end].flatten(start_dim=data.a.ndim - k).movedim(0, -2).reshape(-1, t_end, domain.n)
-    Y = data.y[:t_end].movedim(0, -1).reshape(-1, t_end)
-    AL = alpha.movedim(0, -1).reshape(-1, t_end)
-    A, Y, AL = (v.detach().cpu().double().numpy() for v in (A, Y, AL))
+    At = data.a[:t_end].flatten(start_dim=data.a.ndim - k).movedim(0, -2).reshape(-1, t_end, domain.n)
+    Yt = data.y[:t_end].movedim(0, -1).reshape(-1, t_end)
+    ALt = alpha.movedim(0, -1).reshape(-1, t_end)
+    A, Y, AL = (v.detach().cpu().double().numpy() for v in (At, Yt, ALt))
     name = problem.name
     out = []
     for b in range(A.shape[0]):
         best: Fraction | None = None
-        ai = sa = None
+        a_ints: tuple[np.ndarray, Fraction] | None = None  # _ints(A[b]), computed once when first needed
         cands = [AL[b]] if name == "linear" else [AL[b], np.zeros(t_end)]  # D(0): α = 0 is always feasible
         for j, a_ in enumerate(cands):
             if domain.name == "unconstrained" and j == 0 and name != "linear":
@@ -398,8 +398,9 @@ def exact_lower(problem, data, t_end: int, domain, alpha: Tensor) -> Tensor:
                 v = [Fraction(0)] * domain.n  # exactly 0 by construction
             else:
                 al, S = _ints(a_)
-                if ai is None:
-                    ai, sa = _ints(A[b])
+                if a_ints is None:
+                    a_ints = _ints(A[b])
+                ai, sa = a_ints
                 v = [Fraction(int(c)) * sa * S for c in al.dot(ai)] if t_end else [Fraction(0)] * domain.n
             conj = _conjugate_sum(name, al, S, Y[b])
             lin = _min_linear(domain, v)

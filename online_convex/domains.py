@@ -278,7 +278,7 @@ _DOMAINS = {
     "nuclear_ball": NuclearBall,
 }
 DOMAIN_NAMES: tuple[str, ...] = tuple(_DOMAINS)
-_PARAMS = {
+_PARAMS: dict[str, dict[str, float | None]] = {
     "unconstrained": {},
     "l2_ball": {"radius": None},
     "box": {"lo": None, "hi": None},

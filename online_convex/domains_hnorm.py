@@ -235,7 +235,9 @@ def _add_batch(H: Metric, y: Tensor) -> Metric:
     if isinstance(H, RowSpanLowRank):
         rows = tuple(r.unsqueeze(0) for r in H.rows)
         return RowSpanLowRank(rows, H.M.unsqueeze(0), H.s.unsqueeze(0), H.c.unsqueeze(0), H.shape)
-    return Kronecker(tuple(F.unsqueeze(0) for F in H.factors), H.shape)
+    if isinstance(H, Kronecker):
+        return Kronecker(tuple(F.unsqueeze(0) for F in H.factors), H.shape)
+    raise TypeError(f"_add_batch: no batched form for metric {type(H).__name__}")
 
 
 # --- simplex with diagonal H ----------------------------------------------------------------------------------
@@ -297,13 +299,12 @@ def _dense_qp(domain, y: Tensor, H: Metric) -> Tensor:
     makes Σx = R exact to rounding."""
     nb = y.ndim - len(domain.shape)
     n = domain.n
-    Hd = H.dense().to(torch.float64).cpu()
-    Hd = Hd.expand(*y.shape[:nb], n, n).reshape(-1, n, n).numpy()
+    Hd = H.dense().to(torch.float64).cpu().expand(*y.shape[:nb], n, n).reshape(-1, n, n).numpy()
     yv = y.reshape(-1, n).cpu().double().numpy()
     out = np.empty_like(yv)
     for b in range(yv.shape[0]):
-        lam, Q = np.linalg.eigh(Hd[b])
-        lam = _fill_null(lam)
+        eig, Q = np.linalg.eigh(Hd[b])
+        lam = _fill_null(eig)
         yb = yv[b]
         if lam is None:  # H = 0: the limit is the Euclidean projection
             out[b] = _euclid(domain, yb)

@@ -309,7 +309,7 @@ def check_finite_step(method: str, t: int | None, g: Tensor, shape, **named) -> 
     the method, round ``t``, the tensor and the seeds (rows of the leading seed axes of ``g``). The fast path is
     one aminmax reduction per tensor (NaN reaches both ends, ±inf one) and one host sync for all of them; the
     tensor and seeds are located only on failure."""
-    tensors = []
+    tensors: list[Tensor] = []
     for v in named.values():
         _floating(v, tensors)
     if not tensors or bool(torch.isfinite(torch.stack([e for x in tensors for e in torch.aminmax(x)])).all()):

@@ -418,7 +418,7 @@ def run_sparse(learner, problem, data: SparseRoundData, *, checkpoints, comparat
     lin = torch.zeros(B, dtype=dt, device=dev)
     gsum = torch.zeros(B + S, dtype=dt, device=dev)
     sum_sq = torch.zeros(B + S, dtype=dt, device=dev) if bname is not None else None
-    rec = {"cum": [], "lin": [], "bound": []}
+    rec: dict[str, list[np.ndarray]] = {"cum": [], "lin": [], "bound": []}
     want = set(int(t) for t in ck)
     steps = range(T)
     if progress:
@@ -445,6 +445,7 @@ def run_sparse(learner, problem, data: SparseRoundData, *, checkpoints, comparat
                 else:
                     rec["lin"].append(np.full(cum.numel(), np.inf))
                 if bname is not None:
+                    assert sum_sq is not None  # allocated above exactly when bname is not None
                     b = overlays.bound_at(
                         learner, t, T, G=None, sum_sq=sum_sq, grad_bound=grad_bound, state=state
                     )

@@ -132,11 +132,11 @@ class RunSpec:
             raise ValueError(
                 f"{w}: config {cfg!r} is not valid for method {self.method!r} ({e}); fields: {fields}"
             ) from None
-        full = dict(_freeze_params(dataclasses.asdict(config), where=f"{w}: config of {self.method!r}"))
+        values = dict(_freeze_params(dataclasses.asdict(config), where=f"{w}: config of {self.method!r}"))
         for f in dataclasses.fields(config):  # 1 and 1.0 are one value of a float field: one key
-            if f.type in ("float", float) and type(full[f.name]) is int:
-                full[f.name] = float(full[f.name])
-        full = tuple(sorted(full.items()))
+            if f.type in ("float", float) and type(values[f.name]) is int:
+                values[f.name] = float(values[f.name])
+        full = tuple(sorted(values.items()))
         object.__setattr__(self, "config", full)
         object.__setattr__(
             self, "stream_params", _freeze_params(self.stream_params, where=f"{w}: stream_params")
@@ -330,6 +330,7 @@ def local_executor(workers: int | None = None) -> ProcessPoolExecutor:
 
     if workers is not None:
         check_int(workers, "workers", where="local_executor", low=1)
+    ctx: multiprocessing.context.BaseContext
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["online_convex.sweep_worker"])  # used when the server first starts
@@ -388,7 +389,7 @@ def sweep(
     store.keys()  # a foreign file in the directory raises here, before any work
     todo = [s for s in unique if not store.has(s)]
     own = executor is None
-    if own:
+    if executor is None:
         executor = local_executor(workers)
     elif hasattr(executor, "get_executor") and not isinstance(executor, Executor):
         executor = executor.get_executor()  # distributed.Client -> its concurrent.futures front

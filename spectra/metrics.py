@@ -277,10 +277,10 @@ def summary(
         if k <= lam64.size:
             out[f"top_mass@{f:g}"] = top_k_mass(lam64, k, total=s)
     for m in masses:
-        k = k_for_mass(lam64, m, total=None if total is None else s)
-        if k is not None:
-            out[f"k_for_mass@{m:g}"] = float(k)
-            out[f"k_frac_for_mass@{m:g}"] = k / d
+        km = k_for_mass(lam64, m, total=None if total is None else s)
+        if km is not None:
+            out[f"k_for_mass@{m:g}"] = float(km)
+            out[f"k_frac_for_mass@{m:g}"] = km / d
     if total is None:
         out["stable_rank"] = stable_rank(lam64)
         out["effective_rank"] = effective_rank(lam64)

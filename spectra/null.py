@@ -88,7 +88,7 @@ def matched_null_factors(
     """
     where = "matched_null_factors"
     if not isinstance(real, Mapping) or set(real) != set(shapes):
-        got = sorted(real) if isinstance(real, Mapping) else type(real).__name__
+        got: object = sorted(real) if isinstance(real, Mapping) else type(real).__name__
         raise ValueError(f"{where}: real must map exactly the names of shapes {sorted(shapes)}; got {got}")
     iso = null_factors(shapes, steps=steps, beta=beta, seed=seed, device=device, dtype=torch.float64)
     b = 1.0 if beta is None else float(beta)

@@ -179,6 +179,7 @@ def make_run(
     check_int(context, "context", where=where, low=2)
     device = torch.device("cpu" if device is None else device)
 
+    loss: Callable[[Tensor, Tensor], Tensor]  # (model output, target) -> the batch's mean loss
     if name in ("digits_mlp", "digits_cnn"):
         X, y = (torch.from_numpy(a).to(device) for a in _digits())
         if name == "digits_cnn":

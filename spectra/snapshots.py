@@ -278,7 +278,7 @@ class Snapshotter:
                 return s, dec.eigvecs
         return None
 
-    def maybe_snapshot(self, step: int, factors: Mapping[str, Tensor]) -> bool:
+    def maybe_snapshot(self, step: int, factors: Mapping[str, Tensor | FactorSketch]) -> bool:
         """Write a snapshot of every factor if ``step`` is on the cadence; True if it is.
 
         A factor already stored for this step (a resumed run) is not recomputed. An all-zero factor (nothing
@@ -306,7 +306,7 @@ class Snapshotter:
         self._pending = self._pool.submit(self._snapshot, step, owned)
         return True
 
-    def _snapshot(self, step: int, factors: Mapping[str, Tensor]) -> None:
+    def _snapshot(self, step: int, factors: Mapping[str, Tensor | FactorSketch]) -> None:
         for name in sorted(factors):
             if self.store.has(step, name):
                 continue

@@ -120,6 +120,7 @@ def kronecker_trace_root(factors) -> Tensor:
     for A in F:
         tr = psd_eigvals_desc(A).pow(1.0 / (2 * p)).sum(-1)
         out = tr if out is None else out * tr
+    assert out is not None  # _factors refused an empty tuple
     return out
 
 
@@ -179,6 +180,7 @@ def s_shampoo_regret_bound(grams, D, ell: int, *, eps: float = 0.0, r=1.0, eta=N
         n = A.shape[-1]
         term = (lam + eps).pow(1.0 / (2 * p)).sum(-1) + n * omega_ell(lam, ell).pow(1.0 / (2 * p))
         prod = term if prod is None else prod * term
+    assert prod is not None  # _factors refused an empty tuple
     return shampoo_coefficient(D, eta, r) * prod
 
 
@@ -198,6 +200,7 @@ def extreme_tensoring_regret_bound(h, D_inf, *, eta=None) -> Tensor:
     for hi in h:
         t = _as_tensor(hi, "h", where).clamp_min(0).pow(1.0 / (2 * p)).sum(-1)
         tr = t if tr is None else tr * t
+    assert tr is not None  # h is non-empty (checked above)
     coef = (
         math.sqrt(2) * _as_tensor(D_inf, "D_inf", where) if eta is None else adaptive_coefficient(D_inf, eta)
     )

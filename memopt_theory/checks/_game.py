@@ -22,7 +22,7 @@ T = 1000 (measured on the 1-D game; −0.7 is the best threshold of a grid over 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -57,28 +57,33 @@ def play(
     *,
     stream: Tensor | None = None,
     v: Tensor | None = None,
-    keep: list[int] = (),
+    keep: Iterable[int] = (),
 ):
     """Run ``name``; gradients from ``stream`` (T,) + S, or the threshold adversary along the unit ``v``.
 
     Returns (X (T,) + S iterates x_1..x_T, G (T,) + S gradients, {t: state after g_t} for t in ``keep``).
     """
+    if stream is None and v is None:
+        raise ValueError(
+            "play: give stream= ((T,) + S gradients) or v= (the adversary's unit direction); got neither"
+        )
     m = methods.get(name)
     shape = tuple(shape)
     st = m.init(shape, config)
     x = torch.zeros(shape, dtype=torch.float64)
     xs, gs, states = [], [], {}
-    keep = set(keep)
+    keep_at = set(keep)
     for t in range(T):
         if stream is not None:
             g = stream[t]
         else:
+            assert v is not None  # checked above: v is given whenever stream is None
             g = v if float((v * x).sum()) >= THRESHOLD * eta else -v
         xs.append(x)
         gs.append(g)
         u, st = m.update(g, st, config)
         x = x - eta * u
-        if t + 1 in keep:
+        if t + 1 in keep_at:
             states[t + 1] = st
     return torch.stack(xs), torch.stack(gs), states
 
@@ -110,7 +115,11 @@ def measure(
 ) -> Measurement:
     """The pair of largest ratio over the checkpoints (each with its own searched comparator, the game truncated to
     t rounds) and the pair at the last checkpoint T. ``bound_at(t, D, D_∞)`` is the theorem's bound after t rounds."""
-    pairs = [best_comparator(X[:t], G[:t], lambda D, Di, t=t: bound_at(t, D, Di)) for t in ckpts]
+
+    def bound_after(t: int) -> Callable[[Tensor, Tensor], Tensor]:
+        return lambda D, Di: bound_at(t, D, Di)
+
+    pairs = [best_comparator(X[:t], G[:t], bound_after(t)) for t in ckpts]
 
     def r(p):
         return p[0] / p[1] if p[1] > 0 else (np.inf if p[0] > 0 else 0.0)

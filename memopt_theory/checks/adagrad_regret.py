@@ -104,34 +104,37 @@ def adagrad_diag_regret(seed: int, fast: bool) -> Measurement:
     return measure(X, G, ck, lambda t, D, Di: adagrad_diag_regret_bound((G[:t] ** 2).sum(0), Di, eta))
 
 
-_KW = dict(regret=True, t0="T/10")
 CHECKS = (
     Check(
         "S-AdaGrad regret <= c(D,eta) tr Gtilde^1/2 (unconstr.)",
         "Feinberg et al. 2023, Thm 3 proof",
         s_adagrad_regret_gtilde,
         theorem="S-AdaGrad, fixed eta: R^lin_T <= (D^2/2eta + eta) tr (Gbar_T + rho_1:T I)^1/2",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
     Check(
         "S-AdaGrad regret <= Cor. 4 (unconstr.)",
         "Feinberg et al. 2023, Cor. 4",
         s_adagrad_regret_cor4,
         theorem="S-AdaGrad, fixed eta: R^lin_T <= (D^2/2eta + eta)(tr G_T^1/2 + sqrt(d(d-l) Omega_l))",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
     Check(
         "AdaGrad-full regret <= c(D,eta) tr(G+dI)^1/2 (unconstr.)",
         "Duchi et al. 2011",
         adagrad_full_regret,
         theorem="full-matrix AdaGrad, delta inside, fixed eta: R^lin_T <= (D^2/2eta + eta) tr (G_T + delta I)^1/2",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
     Check(
         "AdaGrad-diag regret <= c(Dinf,eta) sum|g_i| (unconstr.)",
         "Duchi et al. 2011",
         adagrad_diag_regret,
         theorem="diagonal AdaGrad, fixed eta: R^lin_T <= (Dinf^2/2eta + eta) sum_i |g_1:T,i|",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
 )

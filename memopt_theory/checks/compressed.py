@@ -109,7 +109,7 @@ def ggt_full_window_regret(seed: int, fast: bool) -> Measurement:
     eps = float(10 ** (-3 * torch.rand(1, generator=gen)))
     eta = float(math.exp(math.log(0.05) + math.log(100) * torch.rand(1, generator=gen)))
     bias = torch.randn(d, generator=gen, dtype=torch.float64)
-    g = 0.3 * bias + torch.randn((T, d), generator=gen, dtype=torch.float64)
+    g: torch.Tensor | None = 0.3 * bias + torch.randn((T, d), generator=gen, dtype=torch.float64)
     v = None
     if seed % 4 == 0:
         T, eps, eta, g = 200, 1e-6, 1.0, None  # GGT's window is T: its step costs O(T³)

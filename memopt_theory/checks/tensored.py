@@ -56,6 +56,7 @@ def low_rank_stream(shape: tuple[int, ...], T: int, rank: int, gen: torch.Genera
             f = means[i][k] + 0.3 * torch.randn((T, n), generator=gen, dtype=torch.float64)
             f = f.reshape(T, *([1] * i), n, *([1] * (len(shape) - 1 - i)))
             term = f if term is None else term * f
+        assert term is not None  # shape has at least one mode
         out = out + term
     return signs.reshape(T, *([1] * len(shape))) * out
 
@@ -128,6 +129,7 @@ def check_kronecker_lemma(seed: int, fast: bool) -> tuple[float, float]:
         Hi = eps * torch.eye(shape[i], dtype=torch.float64) + mode_gram(G, i, order).sum(0)
         F = psd_power(Hi, 1.0 / order)
         K = F if K is None else torch.kron(K, F)
+    assert K is not None  # order >= 1
     Kih = psd_power(K, -0.5)
     return float(torch.linalg.eigvalsh(Kih @ X @ Kih).max()), 1.0
 

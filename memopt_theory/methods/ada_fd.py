@@ -70,7 +70,6 @@ from memopt_theory.sketches import (
 )
 from memopt_theory.validation import check_choice, check_int, check_real, numel
 
-State = TestbedState
 SKETCHES = ("exact", "buffer")
 
 
@@ -79,6 +78,9 @@ class BufferState(NamedTuple):
 
     sketch: FDBufferState
     shape: Static
+
+
+State = TestbedState | BufferState  # by ``Config.sketch``: "exact" → TestbedState, "buffer" → BufferState
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +113,9 @@ def update(
 ) -> tuple[Tensor, State]:
     """u_t = (δI + Ḡ_t^{1/2})^{−1}g_t, Ḡ_t after g_t is absorbed (testbed order, B4)."""
     if config.sketch == "buffer":
+        assert isinstance(state, BufferState), (
+            "ada_fd.update: sketch='buffer' needs the state of init(sketch='buffer')"
+        )
         batch = tuple(state.sketch.n.shape)
         full = batch + tuple(state.shape)
         g = prepare_grad(grad, full, state.sketch.K.dtype, where="ada_fd.update")
@@ -120,6 +125,9 @@ def update(
         dl = torch.full(batch, config.delta, dtype=v.dtype, device=v.device)
         u = fd_buffer_apply(sk, lambda lam: 1.0 / (config.delta + lam.sqrt()), 1.0 / dl, v, last_row=True)
         return u.reshape(grad.shape).to(grad.dtype), BufferState(sketch=sk, shape=state.shape)
+    assert isinstance(state, TestbedState), (
+        "ada_fd.update: sketch='exact' needs the state of init(sketch='exact')"
+    )
     batch = tuple(state.t.shape)
     full = batch + tuple(state.shape)
     g = prepare_grad(grad, full, state.U.dtype, where="ada_fd.update")
@@ -141,9 +149,15 @@ def memory(shape, config: Config) -> int:
 def metric(state: State, config: Config) -> LowRankPlusScaled | RowSpanLowRank:
     """H_t = δI + Ḡ_t^{1/2} = U diag(δ + e)Uᵀ + δ(I − UUᵀ)."""
     if config.sketch == "buffer":
+        assert isinstance(state, BufferState), (
+            "ada_fd.metric: sketch='buffer' needs the state of init(sketch='buffer')"
+        )
         sk = state.sketch
         dl = torch.full(tuple(sk.n.shape), config.delta, dtype=sk.K.dtype, device=sk.K.device)
         return fd_buffer_metric(sk, lambda lam: config.delta + lam.sqrt(), dl, state.shape)
+    assert isinstance(state, TestbedState), (
+        "ada_fd.metric: sketch='exact' needs the state of init(sketch='exact')"
+    )
     a = state.alpha
     return LowRankPlusScaled(U=state.U, s=a.unsqueeze(-1) + state.e, c=a, shape=tuple(state.shape))
 

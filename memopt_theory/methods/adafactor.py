@@ -134,6 +134,7 @@ def second_moment(state: State) -> Tensor:
     if state.v is not None:
         return state.v
     R, C = state.R, state.C
+    assert R is not None and C is not None  # a state without v is factored
     return R.unsqueeze(-1) * C.unsqueeze(-2) / R.sum(dim=-1, keepdim=True).unsqueeze(-1)
 
 
@@ -160,9 +161,11 @@ def update(
     if factored(shape):
         b1 = beta.squeeze(-1)  # broadcast against batch + S[:-1]
         b2 = beta.squeeze(-2)  # against batch + S[:-2] + (m,)
+        assert state.R is not None and state.C is not None  # init keeps R, C for factored shapes
         R = b1 * state.R + (1 - b1) * u2.sum(dim=-1)
         C = b2 * state.C + (1 - b2) * u2.sum(dim=-2)
     else:
+        assert state.v is not None  # init keeps v for non-factored shapes
         v = beta * state.v + (1 - beta) * u2
     new = State(R=R, C=C, v=v, m=None, t=t, shape=state.shape)
     U = g / second_moment(new).sqrt()
@@ -170,6 +173,7 @@ def update(
     rho = (1.0 / tb.sqrt()).clamp_max(1e-2) if config.lr is None else torch.full_like(tb, config.lr)
     alpha = rho
     if config.scale_parameter:
+        assert param is not None  # check_param(needed=scale_parameter or weight_decay > 0) refused None
         alpha = rho * _rms(param.to(g.dtype), k).clamp_min(config.eps2)
     step = alpha * U
     m = None
@@ -177,6 +181,7 @@ def update(
         m = config.beta1 * state.m + (1 - config.beta1) * step
         step = m
     if config.weight_decay > 0:
+        assert param is not None  # check_param(needed=...) refused None
         step = step + alpha * config.weight_decay * param.to(g.dtype)
     return step.to(grad.dtype), new._replace(m=m)
 

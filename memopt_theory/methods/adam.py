@@ -101,6 +101,7 @@ def update(
         u = (c2.sqrt() / c1) * m / (v.sqrt() + config.eps)
     step = config.lr * u
     if config.weight_decay > 0:
+        assert param is not None  # check_param(needed=weight_decay > 0) refused None
         step = step + config.lr * config.weight_decay * param.to(step.dtype)
     return step.to(grad.dtype), State(m=m, v=v, t=t, shape=state.shape)
 

@@ -129,15 +129,18 @@ def update(
     u2 = g * g + config.eps1
     r = c = R = C = v = None
     if factored(shape):
+        assert state.r is not None and state.c is not None  # init keeps r, c for factored shapes
         r = b2 * state.r + (1 - b2) * u2.mean(dim=-1)
         c = b2 * state.c + (1 - b2) * u2.mean(dim=-2)
         U = g * approx_inv_sqrt(r, c)
     else:
+        assert state.v is not None  # init keeps v for non-factored shapes
         v = b2 * state.v + (1 - b2) * u2
         U = g * v.rsqrt()
     U = U / (_rms(U, k) / config.clip_threshold).clamp_min(1.0)
     m = b1 * state.m + (1 - b1) * U
     if factored(shape):
+        assert state.R is not None and state.C is not None  # init keeps R, C for factored shapes
         res = (U - m).square() + config.eps2
         R = b3 * state.R + (1 - b3) * res.mean(dim=-1)
         C = b3 * state.C + (1 - b3) * res.mean(dim=-2)
@@ -145,6 +148,7 @@ def update(
     else:
         step = config.lr * m
     if config.weight_decay > 0:
+        assert param is not None  # check_param(needed=...) refused None
         step = step + config.lr * config.weight_decay * param.to(g.dtype)
     return step.to(grad.dtype), State(m=m, r=r, c=c, R=R, C=C, v=v, shape=state.shape)
 

@@ -186,7 +186,7 @@ def mfac_update(grad: Tensor, state: MFACState, config: MFACConfig, *, param: Te
     D, B, den = woodbury_setup(K, config.damp)
     coef = woodbury_coefficients(Cc, D, B, den, config.damp)
     u = c / config.damp - W.combine(ring, coef)
-    w = param.to(g.dtype).reshape(*batch, -1) if config.weight_decay > 0 else None
+    w = param.to(g.dtype).reshape(*batch, -1) if param is not None and config.weight_decay > 0 else None
     if w is not None and config.wd_mode in ("reg", "both"):
         u = u + (config.weight_decay / config.damp) * w
     v = state.v

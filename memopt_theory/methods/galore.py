@@ -143,6 +143,7 @@ def update(
     tb = t.reshape(tuple(batch) + (1,) * len(shape))
     step = config.lr * ((1 - b2**tb).sqrt() / (1 - b1**tb)) * alpha * N
     if config.weight_decay > 0:
+        assert param is not None  # check_param(needed=weight_decay > 0) refused None
         step = step + config.lr * config.weight_decay * (param.to(step.dtype) - step)
     return step.to(grad.dtype), State(P, m, v, t, state.shape)
 

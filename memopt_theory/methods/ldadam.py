@@ -159,6 +159,7 @@ def _basis(b: Tensor, P_prev: Tensor, config: Config) -> Tensor:
 
 def _lowrank(a0: Tensor, state: State, config: Config) -> tuple[Tensor, State]:
     b1, b2, rho = config.beta1, config.beta2, config.rho
+    assert state.P is not None  # init keeps a basis P for matrix shapes (the only ones routed here)
     a = a0 if state.e is None else a0 + state.e
     k = state.t.reshape(-1)[0] if state.t.numel() else state.t  # every seed advances together
     kb = state.t.reshape(*state.t.shape, 1, 1)
@@ -208,6 +209,7 @@ def update(
             u = u.transpose(-1, -2)
     step = config.lr * u
     if config.weight_decay > 0:
+        assert param is not None  # check_param(needed=weight_decay > 0) refused None
         step = step + config.lr * config.weight_decay * param.to(step.dtype)
     return step.to(grad.dtype), new
 

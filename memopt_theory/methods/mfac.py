@@ -195,6 +195,7 @@ def update(
     g = prepare_grad(grad, batch + shape, state.G.dtype, where="mfac.update")
     check_param(param, batch + shape, where="mfac.update", needed=config.weight_decay > 0)
     if config.weight_decay > 0:
+        assert param is not None  # check_param(needed=weight_decay > 0) refused None
         g = g + config.weight_decay * param.to(g.dtype)
     g = g.reshape(*batch, -1)
     oh = ring_slot(state.t, config.window)

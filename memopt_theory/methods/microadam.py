@@ -168,6 +168,7 @@ def update(
     v_hat = ((1 - b2) / (1 - b2**tb)) * ((b2**age).unsqueeze(-2) @ (V * V)).squeeze(-2)
     step = config.lr * m_hat / (v_hat.sqrt() + config.eps)
     if config.weight_decay > 0:
+        assert param is not None  # check_param(needed=weight_decay > 0) refused None
         step = step + config.lr * config.weight_decay * param.to(step.dtype).reshape(*batch, -1)
     new = State(values, indices, codes, lo, hi, t, state.shape)
     return step.reshape(batch + shape).to(grad.dtype), new

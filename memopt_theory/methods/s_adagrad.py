@@ -106,22 +106,30 @@ def update(
     grad: Tensor, state: State, config: Config, *, param: Tensor | None = None
 ) -> tuple[Tensor, State]:
     """u_t = G̃_t^{−1/2}g_t, G̃_t = Ḡ_t + (δ + ρ_{1:t})I after g_t is absorbed (Alg. 2 steps 2–4)."""
-    batch = tuple(state.sketch.rho.shape)
+    sketch = state.sketch
+    batch = tuple(sketch.rho.shape)
     full = batch + tuple(state.shape)
-    dtype = state.sketch.K.dtype if config.sketch == "buffer" else state.sketch.U.dtype
+    if config.sketch == "buffer":
+        assert isinstance(sketch, FDBufferState), (
+            "s_adagrad.update: sketch='buffer' needs init(sketch='buffer')"
+        )
+        dtype = sketch.K.dtype
+    else:
+        assert isinstance(sketch, FDState), "s_adagrad.update: sketch='exact' needs init(sketch='exact')"
+        dtype = sketch.U.dtype
     g = prepare_grad(grad, full, dtype, where="s_adagrad.update")
     check_param(param, full, where="s_adagrad.update", needed=False)
     v = g.reshape(*batch, -1)
-    if config.sketch == "buffer":
-        sk, _ = fd_buffer_update(state.sketch, v)
+    if isinstance(sketch, FDBufferState):  # sketch == "buffer" (asserted above)
+        sk, _ = fd_buffer_update(sketch, v)
         c = sk.rho + config.delta
         f_off = pos_pow(c, -0.5)
         u = fd_buffer_apply(sk, lambda lam: pos_pow(lam + c.unsqueeze(-1), -0.5), f_off, v, last_row=True)
         return u.reshape(grad.shape).to(grad.dtype), State(sketch=sk, shape=state.shape)
-    sk, _ = fd_update(state.sketch, v.unsqueeze(-1), config.ell)
-    c = sk.rho + config.delta
-    u = apply_low_rank(sk.U, pos_pow(sk.s + c.unsqueeze(-1), -0.5), pos_pow(c, -0.5), v)
-    return u.reshape(grad.shape).to(grad.dtype), State(sketch=sk, shape=state.shape)
+    fd, _ = fd_update(sketch, v.unsqueeze(-1), config.ell)
+    c = fd.rho + config.delta
+    u = apply_low_rank(fd.U, pos_pow(fd.s + c.unsqueeze(-1), -0.5), pos_pow(c, -0.5), v)
+    return u.reshape(grad.shape).to(grad.dtype), State(sketch=fd, shape=state.shape)
 
 
 def memory(shape, config: Config) -> int:
@@ -136,7 +144,9 @@ def metric(state: State, config: Config) -> LowRankPlusScaled | RowSpanLowRank:
     sk = state.sketch
     c = sk.rho + config.delta
     if config.sketch == "buffer":
+        assert isinstance(sk, FDBufferState), "s_adagrad.metric: sketch='buffer' needs init(sketch='buffer')"
         return fd_buffer_metric(sk, lambda lam: (lam + c.unsqueeze(-1)).sqrt(), c.sqrt(), state.shape)
+    assert isinstance(sk, FDState), "s_adagrad.metric: sketch='exact' needs init(sketch='exact')"
     return LowRankPlusScaled(U=sk.U, s=(sk.s + c.unsqueeze(-1)).sqrt(), c=c.sqrt(), shape=tuple(state.shape))
 
 

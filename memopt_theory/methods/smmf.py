@@ -143,14 +143,17 @@ def update(
         V = b2 * state.r_V.unsqueeze(-1) + (1 - b2) * G * G
         M_hat = None if state.r_M is None else state.r_M.unsqueeze(-1)
     else:
+        assert state.c_V is not None  # not dense
         V = b2 * (state.r_V.unsqueeze(-1) * state.c_V.unsqueeze(-2)) + (1 - b2) * G * G
         M_hat = None
         if state.r_M is not None:
+            assert state.sign is not None and state.c_M is not None  # factored momentum keeps signs and c_M
             S = unpack_signs(state.sign, N).reshape(G.shape)
             M_hat = torch.where(S, 1.0, -1.0).to(G.dtype) * (
                 state.r_M.unsqueeze(-1) * state.c_M.unsqueeze(-2)
             )
     if M_hat is not None:
+        assert config.beta1 is not None  # init keeps a momentum only when beta1 is set
         b1 = config.beta1 * config.growth_rate ** (tb - 1)
         M = b1 * M_hat + (1 - b1) * G
     else:
@@ -158,6 +161,7 @@ def update(
     u = M / (V.sqrt() + config.eps)
     step = config.lr * u.reshape(batch + shape)
     if config.weight_decay > 0:
+        assert param is not None  # check_param(needed=weight_decay > 0) refused None
         step = step + config.lr * config.weight_decay * param.to(step.dtype)
     if dense:
         new = State(None if M_hat is None else M.squeeze(-1), None, None, V.squeeze(-1), None, t, state.shape)

@@ -182,7 +182,6 @@ def s_adagrad_check(seed: int, fast: bool) -> tuple[float, float]:
     return _check("s_adagrad", _s_adagrad_config)(seed, fast)
 
 
-_KW = dict(regret=True, t0="T/10")
 CHECKS = (
     Check(
         "OGD regret <= (3/2)GD sqrt(T)",
@@ -191,7 +190,8 @@ CHECKS = (
         20,
         4,
         theorem="OGD, eta_t = D/(G sqrt t): R^lin_T <= (3/2) G D sqrt(T)",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
     Check(
         "AdaGrad-diag regret <= sqrt2 Dinf sum_i |g_i|",
@@ -200,7 +200,8 @@ CHECKS = (
         20,
         4,
         theorem="diagonal AdaGrad, eta = Dinf/sqrt2: R^lin_T <= sqrt2 Dinf sum_i |g_1:T,i|",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
     Check(
         "AdaGrad-full regret <= sqrt2 D tr G^1/2",
@@ -209,7 +210,8 @@ CHECKS = (
         20,
         4,
         theorem="full-matrix AdaGrad, eta = D/sqrt2: R^lin_T <= sqrt2 D tr G_T^1/2",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
     Check(
         "S-AdaGrad regret <= Cor. 4",
@@ -218,6 +220,7 @@ CHECKS = (
         20,
         4,
         theorem="S-AdaGrad, eta = D/sqrt2: R^lin_T <= sqrt2 D (tr G_T^1/2 + sqrt(d(d-l) Omega_l))",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
 )

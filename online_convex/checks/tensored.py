@@ -72,6 +72,7 @@ def _batched_rank(G: torch.Tensor, order: int) -> torch.Tensor:
     for i in range(order):
         rk = torch.linalg.matrix_rank(unfold(G, i, order)).amax(0).clamp_min(1).to(torch.float64)
         out = rk if out is None else out * rk
+    assert out is not None  # order = G.ndim - 2 >= 1: the iterate has at least one mode
     return out.pow(1.0 / order)
 
 
@@ -201,7 +202,6 @@ def sm3_oco(seed: int, fast: bool) -> tuple[float, float]:
     return _worst(*_instance("sm3", seed, fast))
 
 
-_KW = dict(regret=True, t0="T/10")
 CHECKS = (
     Check(
         "OCO Shampoo regret <= (D^2/2eta + eta r) trL^1/4 trR^1/4",
@@ -210,7 +210,8 @@ CHECKS = (
         8,  # the random instances (T ≤ 300, Kronecker projections) dominate verify's default run
         3,
         theorem="Shampoo, fixed eta: R^lin_T <= (D^2/2eta + eta r) tr L_T^1/4 tr R_T^1/4",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
     Check(
         "OCO S-Shampoo regret <= Thm 5",
@@ -219,7 +220,8 @@ CHECKS = (
         8,  # the random instances (T ≤ 300, Kronecker projections) dominate verify's default run
         3,
         theorem="S-Shampoo, fixed eta: R^lin_T <= (D^2/2eta + eta r)(tr L^1/4 + m Om_L^1/4)(tr R^1/4 + n Om_R^1/4)",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
     Check(
         "OCO Extreme Tensoring regret <= ET bound",
@@ -228,7 +230,8 @@ CHECKS = (
         8,  # the random instances (T ≤ 300, Kronecker projections) dominate verify's default run
         3,
         theorem="Extreme Tensoring, fixed eta: R^lin_T <= (Dinf^2/2eta + eta) prod_i sum_k h_i[k]^(1/2p)",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
     Check(
         "OCO SM3-I regret <= (D_inf^2/2eta + eta) sum sqrt(nu)",
@@ -237,6 +240,7 @@ CHECKS = (
         8,  # the random instances (T ≤ 300, Kronecker projections) dominate verify's default run
         3,
         theorem="SM3-I, fixed eta: R^lin_T <= (Dinf^2/2eta + eta) sum_i sqrt(nu_T(i))",
-        **_KW,
+        regret=True,
+        t0="T/10",
     ),
 )
