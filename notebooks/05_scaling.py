@@ -45,7 +45,8 @@ if str(ROOT) not in sys.path:
 from benchmarks.sparse_scaling import gap_rows, scaling_rows  # noqa: E402
 
 FAST = os.environ.get("MEMOPT_FAST", "0") == "1"
-FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", ROOT / "docs" / "figures"))
+# fast (smoke) figures never land on the committed full-mode ones in docs/figures
+FIG_DIR = Path(os.environ.get("MEMOPT_FIGURES_DIR", "build/figures-fast" if FAST else "docs/figures"))
 FIG_DIR.mkdir(parents=True, exist_ok=True)
 if FAST:
     DIMS, T, SEEDS, GAP_DIMS, ELLS = [2**6, 2**8], 40, 1, [32], [2, 8]

@@ -52,7 +52,7 @@ Example
 >>> g = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
 >>> u, state = m.update(g, state, cfg, param=torch.zeros((4, 3), dtype=torch.float64))
 >>> tuple(u.shape), bool(torch.isfinite(u).all()), m.memory((4, 3), cfg)
-((4, 3), True, 133)
+((4, 3), True, 121)
 """
 
 from __future__ import annotations

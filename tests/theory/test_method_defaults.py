@@ -272,6 +272,8 @@ def _train_mlp(name: str, lr: float | None, steps: int = 200) -> tuple[float, fl
 
 
 _SLOW = {"mfac", "ef_mfac"}  # official window m = 1024: an m×m factorisation per step and parameter
+# M-FAC is below the threshold long before 200 steps (final/constant 0.09 at 40 steps, 0.04 at 80); 60 keeps CI short
+_STEPS = {"mfac": 60}
 
 
 @pytest.mark.parametrize(
@@ -285,7 +287,7 @@ def test_defaults_train_a_small_mlp(name):
     ≈ 0.82), and the old defaults failed it (ggt 27 → 2e26 in the issue's probe, ada_fd, fd_son, mfac's
     LinAlgError, galore/ldadam refusing the 16×20 and 5×16 layers)."""
     m = methods.get(name)
-    first, final, const = _train_mlp(name, m.default_lr)
+    first, final, const = _train_mlp(name, m.default_lr, _STEPS.get(name, 200))
     assert final <= 0.5 * const, (name, m.default_lr, first, final, const)
 
 
