@@ -273,9 +273,11 @@ def _warn_large_sketches(learners, shape) -> None:
     """Say so when a sketch size makes a learner's state larger than full-matrix AdaGrad's on this shape."""
     import sys
 
-    full = methods.get("adagrad_full").memory(tuple(shape), methods.get("adagrad_full").Config())
+    n = math.prod(shape)
+    full = n * n  # the dense statistic Σ g gᵀ every full-matrix method keeps
     for L in learners:
-        ell = getattr(L.config, "ell", None)
+        field = L.spec.field_for("sketch_size")
+        ell = None if field is None else getattr(L.config, field)
         if ell is None:
             continue
         mem = methods.get(L.method).memory(tuple(shape), L.config)
