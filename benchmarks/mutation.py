@@ -180,8 +180,8 @@ MUTANTS: tuple[Mutant, ...] = (
     M(
         "bound.et_eta_none_D_squared",
         BT,
-        '        tr = t if tr is None else tr * t\n    coef = (\n        math.sqrt(2) * _as_tensor(D_inf, "D_inf", where) if',
-        '        tr = t if tr is None else tr * t\n    coef = (\n        math.sqrt(2) * _as_tensor(D_inf, "D_inf", where) ** 2 if',
+        '    assert tr is not None  # h is non-empty (checked above)\n    coef = (\n        math.sqrt(2) * _as_tensor(D_inf, "D_inf", where) if',
+        '    assert tr is not None  # h is non-empty (checked above)\n    coef = (\n        math.sqrt(2) * _as_tensor(D_inf, "D_inf", where) ** 2 if',
         *T_TBOUNDS,
     ),
     M(
